@@ -1,0 +1,1 @@
+//! Load-test harness and simulated Kubernetes API server.

@@ -1,0 +1,47 @@
+//! Command-line interface of the `flotilla` binary.
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "flotilla",
+    version,
+    about = "GitOps continuous delivery for Kubernetes"
+)]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FLOTILLA_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands of `flotilla`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the version and exit.
+    Version,
+}
+
+/// Set up `tracing` for the chosen format, writing to stderr.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,2 @@
+//! The flotilla controller node.
+pub mod cli;

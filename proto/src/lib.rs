@@ -1,0 +1,1 @@
+//! Protocol definitions shared by flotilla's crates.
