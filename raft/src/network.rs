@@ -1,0 +1,312 @@
+//! The Raft transport, client side: one cached tonic channel per peer, timeouts, optional TLS.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_proto::raft::raft_peer_client::RaftPeerClient;
+use flotilla_proto::raft::store_client_client::StoreClientClient;
+use flotilla_proto::raft::{RaftPayload, SnapshotChunk};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::types::{Snapshot, TypeConfig, Vote};
+
+/// Size of one snapshot chunk on the wire.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// Errors of the transport setup.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkSetupError {
+    /// A TLS file could not be read.
+    #[error("cannot read TLS file {path}: {source}")]
+    ReadTls {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A peer address is not usable as a URL.
+    #[error("invalid peer address {addr:?}: {source}")]
+    Address {
+        /// The address given.
+        addr: String,
+        /// The cause.
+        source: tonic::transport::Error,
+    },
+}
+
+/// Where the PEM files for peer TLS are.
+#[derive(Debug, Clone)]
+pub struct TlsPaths {
+    /// The CA that signed every member's certificate.
+    pub ca: PathBuf,
+    /// This member's certificate.
+    pub cert: PathBuf,
+    /// This member's private key.
+    pub key: PathBuf,
+    /// The name peers' certificates are checked against (a SAN of every member's certificate).
+    pub domain: String,
+}
+
+/// Loaded TLS material.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsMaterial {
+    pub ca: Certificate,
+    pub identity: Identity,
+    pub domain: String,
+}
+
+impl TlsMaterial {
+    pub(crate) fn load(p: &TlsPaths) -> Result<Self, NetworkSetupError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| NetworkSetupError::ReadTls {
+                path: path.clone(),
+                source,
+            })
+        };
+        Ok(Self {
+            ca: Certificate::from_pem(read(&p.ca)?),
+            identity: Identity::from_pem(read(&p.cert)?, read(&p.key)?),
+            domain: p.domain.clone(),
+        })
+    }
+}
+
+/// Cached channels to peers, shared by Raft replication and proposal forwarding.
+#[derive(Debug)]
+pub(crate) struct Peers {
+    channels: Mutex<HashMap<String, Channel>>,
+    tls: Option<TlsMaterial>,
+    connect_timeout: Duration,
+    rpc_timeout: Duration,
+}
+
+impl Peers {
+    pub(crate) fn new(
+        tls: Option<TlsMaterial>,
+        connect_timeout: Duration,
+        rpc_timeout: Duration,
+    ) -> Self {
+        Self {
+            channels: Mutex::new(HashMap::new()),
+            tls,
+            connect_timeout,
+            rpc_timeout,
+        }
+    }
+
+    /// The channel to `addr`, created on first use and reused afterwards. tonic reconnects a
+    /// channel by itself when the peer comes back.
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel, NetworkSetupError> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let bad = |source| NetworkSetupError::Address {
+            addr: addr.to_string(),
+            source,
+        };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(bad)?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        if let Some(t) = &self.tls {
+            let cfg = ClientTlsConfig::new()
+                .ca_certificate(t.ca.clone())
+                .identity(t.identity.clone())
+                .domain_name(t.domain.clone());
+            ep = ep.tls_config(cfg).map_err(bad)?;
+        }
+        let ch = ep.connect_lazy();
+        map.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    /// A client for the store API of the member at `addr`.
+    pub(crate) fn store_client(
+        &self,
+        addr: &str,
+    ) -> Result<StoreClientClient<Channel>, NetworkSetupError> {
+        Ok(StoreClientClient::new(self.channel(addr)?))
+    }
+
+    /// The default deadline of one RPC.
+    pub(crate) fn rpc_timeout(&self) -> Duration {
+        self.rpc_timeout
+    }
+}
+
+/// Builds [`PeerClient`]s for openraft.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    pub(crate) peers: Arc<Peers>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            peers: self.peers.clone(),
+        }
+    }
+}
+
+/// openraft's view of one peer.
+pub struct PeerClient {
+    target: u64,
+    addr: String,
+    peers: Arc<Peers>,
+}
+
+/// Encode an openraft message for the wire.
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, bincode::Error> {
+    bincode::serialize(v)
+}
+
+/// Decode an openraft message from the wire.
+pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, bincode::Error> {
+    bincode::deserialize(b)
+}
+
+fn status_to_rpc(target: u64, s: tonic::Status) -> RPCError<TypeConfig> {
+    let msg = format!("peer {target}: {} {}", s.code(), s.message());
+    match s.code() {
+        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::from_string(msg)),
+        _ => RPCError::Network(NetworkError::from_string(msg)),
+    }
+}
+
+impl PeerClient {
+    fn client(&self) -> Result<RaftPeerClient<Channel>, RPCError<TypeConfig>> {
+        let ch = self
+            .peers
+            .channel(&self.addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        Ok(RaftPeerClient::new(ch).max_decoding_message_size(64 << 20))
+    }
+
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        req: &Req,
+        option: &RPCOption,
+        f: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        F: FnOnce(RaftPeerClient<Channel>, tonic::Request<RaftPayload>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
+    {
+        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(RaftPayload { data });
+        request.set_timeout(option.hard_ttl().min(self.peers.rpc_timeout()));
+        let resp = f(self.client()?, request)
+            .await
+            .map_err(|s| status_to_rpc(self.target, s))?;
+        decode(&resp.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move {
+            c.append_entries(r).await
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await })
+            .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await })
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let net = |e: &dyn std::fmt::Display| {
+            NetworkError::from_string(format!("peer {}: {e}", self.target))
+        };
+        let vote_b = encode(&vote).map_err(|e| net(&e))?;
+        let meta_b = encode(&snapshot.meta).map_err(|e| net(&e))?;
+        let data = snapshot.snapshot;
+        let mut chunks: Vec<SnapshotChunk> = data
+            .chunks(SNAPSHOT_CHUNK)
+            .map(|c| SnapshotChunk {
+                vote: Vec::new(),
+                meta: Vec::new(),
+                data: c.to_vec(),
+                done: false,
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(SnapshotChunk::default());
+        }
+        chunks[0].vote = vote_b;
+        chunks[0].meta = meta_b;
+        if let Some(last) = chunks.last_mut() {
+            last.done = true;
+        }
+        let mut client = self.client().map_err(|e| net(&e))?;
+        let send = client.install_snapshot(tokio_stream::iter(chunks));
+        let resp = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = send => r,
+        };
+        let resp = resp.map_err(|s| match status_to_rpc(self.target, s) {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+        })?;
+        decode(&resp.into_inner().data).map_err(|e| StreamingError::Network(net(&e)))
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&req, &option, |mut c, r| async move {
+            c.transfer_leader(r).await
+        })
+        .await
+    }
+}

@@ -1,0 +1,134 @@
+//! Local reads of the replicated state from this member's sled replica.
+
+use flotilla_shard::{NodeId, ShardMap};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::apply::{
+    decode, keys, AppRecord, OperationRecord, ProjectRecord, RevisionRecord, StatusRecord,
+};
+use crate::command::{ClusterRef, NodeInfo, RepoRef};
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// sled failed.
+    #[error("reading the local replica: {0}")]
+    Storage(#[from] sled::Error),
+    /// A stored record could not be decoded.
+    #[error(transparent)]
+    Corrupt(#[from] crate::command::ApplyError),
+    /// The table name is not one of the store's tables.
+    #[error("unknown table {0:?}; expected one of apps, projects, statuses, operations, clusters, repos, revisions, nodes, shardmap")]
+    UnknownTable(String),
+}
+
+/// Reads of the state as applied on this member (possibly behind the leader).
+#[derive(Clone)]
+pub struct StateReader {
+    tree: sled::Tree,
+}
+
+impl StateReader {
+    pub(crate) fn new(tree: sled::Tree) -> Self {
+        Self { tree }
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ReadError> {
+        match self.tree.get(key)? {
+            Some(v) => Ok(Some(decode(key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, ReadError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// One application by `namespace/name`.
+    pub fn app(&self, app: &str) -> Result<Option<AppRecord>, ReadError> {
+        self.get(&keys::key(keys::APP, app))
+    }
+    /// Every application, ordered by key.
+    pub fn apps(&self) -> Result<Vec<AppRecord>, ReadError> {
+        self.scan(keys::APP)
+    }
+    /// One project.
+    pub fn project(&self, name: &str) -> Result<Option<ProjectRecord>, ReadError> {
+        self.get(&keys::key(keys::PROJECT, name))
+    }
+    /// Every project.
+    pub fn projects(&self) -> Result<Vec<ProjectRecord>, ReadError> {
+        self.scan(keys::PROJECT)
+    }
+    /// An application's status.
+    pub fn status(&self, app: &str) -> Result<Option<StatusRecord>, ReadError> {
+        self.get(&keys::key(keys::STATUS, app))
+    }
+    /// Every status.
+    pub fn statuses(&self) -> Result<Vec<StatusRecord>, ReadError> {
+        self.scan(keys::STATUS)
+    }
+    /// An application's current or last operation.
+    pub fn operation(&self, app: &str) -> Result<Option<OperationRecord>, ReadError> {
+        self.get(&keys::key(keys::OPERATION, app))
+    }
+    /// The committed shard map, if any.
+    pub fn shard_map(&self) -> Result<Option<ShardMap>, ReadError> {
+        self.get(keys::SHARD_MAP.as_bytes())
+    }
+    /// Every destination cluster.
+    pub fn clusters(&self) -> Result<Vec<ClusterRef>, ReadError> {
+        self.scan(keys::CLUSTER)
+    }
+    /// Every repository.
+    pub fn repos(&self) -> Result<Vec<RepoRef>, ReadError> {
+        self.scan(keys::REPO)
+    }
+    /// The recorded revision of a repository's ref.
+    pub fn revision(&self, repo: &str, git_ref: &str) -> Result<Option<RevisionRecord>, ReadError> {
+        self.get(&keys::revision(repo, git_ref))
+    }
+    /// Every recorded revision.
+    pub fn revisions(&self) -> Result<Vec<RevisionRecord>, ReadError> {
+        self.scan(keys::REVISION)
+    }
+    /// One node's information.
+    pub fn node(&self, id: NodeId) -> Result<Option<NodeInfo>, ReadError> {
+        self.get(&keys::node(id))
+    }
+    /// Every node's information.
+    pub fn nodes(&self) -> Result<Vec<NodeInfo>, ReadError> {
+        self.scan(keys::NODE)
+    }
+
+    /// One record as JSON, by table name and key (used by the gRPC `Read`).
+    pub fn get_json(&self, table: &str, key: &str) -> Result<Option<serde_json::Value>, ReadError> {
+        fn j<T: Serialize>(v: Option<T>) -> Option<serde_json::Value> {
+            v.and_then(|v| serde_json::to_value(v).ok())
+        }
+        Ok(match table {
+            "apps" => j(self.app(key)?),
+            "projects" => j(self.project(key)?),
+            "statuses" => j(self.status(key)?),
+            "operations" => j(self.operation(key)?),
+            "clusters" => j(self.get::<ClusterRef>(&keys::key(keys::CLUSTER, key))?),
+            "repos" => j(self.get::<RepoRef>(&keys::key(keys::REPO, key))?),
+            "revisions" => {
+                let (repo, r) = key.rsplit_once('@').unwrap_or((key, "HEAD"));
+                j(self.revision(repo, r)?)
+            }
+            "nodes" => match key.parse::<u64>() {
+                Ok(id) => j(self.node(id)?),
+                Err(_) => None,
+            },
+            "shardmap" => j(self.shard_map()?),
+            other => return Err(ReadError::UnknownTable(other.into())),
+        })
+    }
+}
