@@ -145,6 +145,63 @@ impl ShardMap {
     }
 }
 
+/// What one node gained and lost going from one applied map to the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnershipChange {
+    /// The epoch of the newer map: writes for gained shards carry it.
+    pub epoch: Epoch,
+    /// Shards the node owns in the newer map and did not own (in the same period) before.
+    pub gained: Vec<ShardId>,
+    /// Shards the node owned in the older map and no longer owns (in the same period).
+    pub lost: Vec<ShardId>,
+}
+
+impl ShardMap {
+    /// The shards `node` gains and loses going from `self` to `next`.
+    ///
+    /// A shard the node owns in both maps but with a different `since` was given away and
+    /// back in between: it is both lost and gained, so the node restarts work on it under
+    /// the new epoch.
+    pub fn changes_for(&self, next: &ShardMap, node: NodeId) -> OwnershipChange {
+        let none = Assignment {
+            owner: None,
+            since: 0,
+        };
+        let len = self.shards.len().max(next.shards.len());
+        let mut change = OwnershipChange {
+            epoch: next.epoch,
+            ..OwnershipChange::default()
+        };
+        for s in 0..len {
+            let old = self.shards.get(s).copied().unwrap_or(none);
+            let new = next.shards.get(s).copied().unwrap_or(none);
+            let had = old.owner == Some(node);
+            let has = new.owner == Some(node);
+            let same_period = had && has && old.since == new.since;
+            if has && !same_period {
+                change.gained.push(s as ShardId);
+            }
+            if had && !same_period {
+                change.lost.push(s as ShardId);
+            }
+        }
+        change
+    }
+
+    /// Weight (sum of `weights` of its shards) and shard count of every owner, by node id.
+    pub fn loads(&self, weights: &[u64]) -> std::collections::BTreeMap<NodeId, (u64, u32)> {
+        let mut out = std::collections::BTreeMap::new();
+        for (s, a) in self.shards.iter().enumerate() {
+            if let Some(n) = a.owner {
+                let e: &mut (u64, u32) = out.entry(n).or_default();
+                e.0 = e.0.saturating_add(weights.get(s).copied().unwrap_or(0));
+                e.1 += 1;
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +221,38 @@ mod tests {
     }
 
     const STABLE_VECTORS: [ShardId; 4] = [141, 516, 179, 596];
+
+    #[test]
+    fn changes_for_reports_gains_losses_and_regained_periods() {
+        let a = |owner, since| Assignment { owner, since };
+        let old = ShardMap {
+            epoch: 4,
+            shards: vec![
+                a(Some(1), 1),
+                a(Some(1), 2),
+                a(Some(2), 3),
+                a(None, 0),
+                a(Some(1), 2),
+            ],
+        };
+        let new = ShardMap {
+            epoch: 5,
+            shards: vec![
+                a(Some(1), 1),
+                a(Some(2), 5),
+                a(Some(1), 5),
+                a(Some(1), 5),
+                a(Some(1), 4),
+            ],
+        };
+        let c = old.changes_for(&new, 1);
+        assert_eq!(c.epoch, 5);
+        assert_eq!(c.gained, vec![2, 3, 4]);
+        assert_eq!(c.lost, vec![1, 4]);
+        let c2 = old.changes_for(&new, 2);
+        assert_eq!((c2.gained, c2.lost), (vec![1], vec![2]));
+        assert_eq!(new.loads(&[1, 2, 3, 4, 5]).get(&1), Some(&(13, 4)));
+    }
 
     #[test]
     fn shard_of_stays_in_range() {

@@ -1,0 +1,430 @@
+//! The planner: the next shard map from the current one, the members, who is alive and how
+//! many applications each shard holds.
+//!
+//! The planner is sticky: a shard stays with its owner unless
+//! 1. its owner is dead, removed or absent (the shard is an orphan),
+//! 2. its owner is above a cap ([`LoadBounds::cap_weight`] or [`LoadBounds::cap_count`]) — it
+//!    sheds just enough shards to get under the cap, or
+//! 3. another node was below a floor when planning started (a node that just joined or came
+//!    back) — after the orphans are placed, that node pulls shards, in the order the ring
+//!    prefers it, from nodes above the mean, until it reaches about the mean.
+//!
+//! Orphans and shed shards go to the least-loaded node with room (heaviest shards first),
+//! ties broken by ring preference. So adding a node moves shards only *to* it, and removing
+//! one moves only *its* shards. The result depends only on the inputs' values: members are
+//! sorted, every order is by node id, shard id or a fixed hash, and nothing reads a clock.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::map::{Assignment, NodeId, ShardId, ShardMap};
+use crate::ring::{mix, LoadBounds, Ring, PREFERENCE_DEPTH};
+
+/// The default number of shards of a new cluster; see `docs/ARCHITECTURE.md` for why.
+pub const DEFAULT_SHARD_COUNT: u32 = 4096;
+
+/// Knobs of the planner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanConfig {
+    /// ε in thousandths: no node above (1+ε)× the mean weight or shard count, and a node
+    /// below (1−ε)× the mean weight pulls shards. 50 means 5%.
+    pub epsilon_permille: u32,
+    /// Extra tolerance in applications around the mean weight, so that with few
+    /// applications single additions do not move shards.
+    pub weight_slack: u64,
+    /// Virtual nodes per node on the ring.
+    pub vnodes: u32,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self {
+            epsilon_permille: 50,
+            weight_slack: 1,
+            vnodes: 64,
+        }
+    }
+}
+
+impl PlanConfig {
+    /// Checks the knobs are in range.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        if !(1..=1000).contains(&self.epsilon_permille) {
+            return Err(PlanError::Epsilon(self.epsilon_permille));
+        }
+        if !(1..=4096).contains(&self.vnodes) {
+            return Err(PlanError::VNodes(self.vnodes));
+        }
+        Ok(())
+    }
+}
+
+/// Why the planner refused its input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// `weights` must hold one entry per shard of the map.
+    #[error("the shard map has {shard_count} shards but {weights} weights were given; pass one weight per shard")]
+    WeightCount {
+        /// Shards in the map.
+        shard_count: u32,
+        /// Weights given.
+        weights: usize,
+    },
+    /// The map has no shards.
+    #[error("the shard map has no shards; create it with ShardMap::unassigned(shard_count > 0)")]
+    EmptyMap,
+    /// The epoch cannot advance.
+    #[error("the shard map's epoch is {0}, the largest possible; it cannot be advanced")]
+    EpochOverflow(u64),
+    /// `epsilon_permille` out of range.
+    #[error("epsilon_permille = {0} is out of range: use 1..=1000 (50 means 5%)")]
+    Epsilon(u32),
+    /// `vnodes` out of range.
+    #[error("vnodes = {0} is out of range: use 1..=4096")]
+    VNodes(u32),
+}
+
+/// One shard changing hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    /// The shard.
+    pub shard: ShardId,
+    /// Its owner in the current map.
+    pub from: Option<NodeId>,
+    /// Its owner in the planned map.
+    pub to: Option<NodeId>,
+}
+
+/// A planned map and how it differs from the current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The next map: epoch + 1; moved shards have `since` = the new epoch.
+    pub map: ShardMap,
+    /// The shards whose owner changed, by shard id. Never empty.
+    pub moves: Vec<Move>,
+}
+
+/// The application counts per shard for a set of application keys (`namespace/name`).
+pub fn shard_weights<'a>(keys: impl IntoIterator<Item = &'a str>, shard_count: u32) -> Vec<u64> {
+    let mut weights = vec![0u64; shard_count as usize];
+    for key in keys {
+        weights[crate::map::shard_of(key, shard_count) as usize] += 1;
+    }
+    weights
+}
+
+/// Plans the next shard map, or returns `Ok(None)` if no shard needs to move (so the
+/// leader commits nothing and the epoch stays).
+///
+/// Shards go only to nodes that are both in `members` and in `alive`; `alive` is the
+/// caller's liveness decision (see [`crate::liveness`]). `weights[s]` is the number of
+/// applications in shard `s`. The order of `members` and duplicates in it do not matter.
+pub fn plan(
+    current: &ShardMap,
+    members: &[NodeId],
+    alive: &BTreeSet<NodeId>,
+    weights: &[u64],
+    config: &PlanConfig,
+) -> Result<Option<Plan>, PlanError> {
+    config.validate()?;
+    let shard_count = current.shard_count();
+    if shard_count == 0 {
+        return Err(PlanError::EmptyMap);
+    }
+    if weights.len() != current.shards.len() {
+        return Err(PlanError::WeightCount {
+            shard_count,
+            weights: weights.len(),
+        });
+    }
+    let epoch = current
+        .epoch
+        .checked_add(1)
+        .ok_or(PlanError::EpochOverflow(current.epoch))?;
+
+    let mut live: Vec<NodeId> = members
+        .iter()
+        .copied()
+        .filter(|n| alive.contains(n))
+        .collect();
+    live.sort_unstable();
+    live.dedup();
+
+    let owners: Vec<Option<NodeId>> = if live.is_empty() {
+        vec![None; current.shards.len()]
+    } else {
+        let mut state = State::new(current, live, weights, config);
+        let pullers = state.below_floor();
+        state.shed();
+        state.place_orphans();
+        state.pull(pullers);
+        state.owners()
+    };
+
+    let mut map = ShardMap {
+        epoch,
+        shards: current.shards.clone(),
+    };
+    let mut moves = Vec::new();
+    for (s, (slot, &to)) in map.shards.iter_mut().zip(&owners).enumerate() {
+        if slot.owner != to {
+            moves.push(Move {
+                shard: s as ShardId,
+                from: slot.owner,
+                to,
+            });
+            *slot = Assignment {
+                owner: to,
+                since: epoch,
+            };
+        }
+    }
+    Ok((!moves.is_empty()).then_some(Plan { map, moves }))
+}
+
+/// Working state of one plan. Nodes are indices into `live` (sorted ids).
+struct State<'a> {
+    weights: &'a [u64],
+    live: Vec<NodeId>,
+    /// Owner of each shard, as an index into `live`.
+    owner: Vec<Option<usize>>,
+    /// The node that shed each shard in this plan, so it is not handed straight back.
+    shed_by: Vec<Option<usize>>,
+    /// Per node: total weight and shard count.
+    weight: Vec<u64>,
+    count: Vec<u64>,
+    /// Per shard, `PREFERENCE_DEPTH` slots of preferred node indices (`usize::MAX` = none).
+    prefs: Vec<usize>,
+    bounds: LoadBounds,
+}
+
+impl<'a> State<'a> {
+    fn new(current: &ShardMap, live: Vec<NodeId>, weights: &'a [u64], config: &PlanConfig) -> Self {
+        let index = |id: NodeId| live.binary_search(&id).ok();
+        let owner: Vec<Option<usize>> = current
+            .shards
+            .iter()
+            .map(|a| a.owner.and_then(index))
+            .collect();
+        let mut weight = vec![0u64; live.len()];
+        let mut count = vec![0u64; live.len()];
+        for (s, o) in owner.iter().enumerate() {
+            if let Some(i) = *o {
+                weight[i] = weight[i].saturating_add(weights[s]);
+                count[i] += 1;
+            }
+        }
+        let total = weights.iter().fold(0u64, |a, &w| a.saturating_add(w));
+        let bounds = LoadBounds::new(
+            total,
+            current.shard_count(),
+            live.len(),
+            config.epsilon_permille,
+            config.weight_slack,
+        );
+        let ring = Ring::new(&live, config.vnodes);
+        let mut prefs = vec![usize::MAX; owner.len() * PREFERENCE_DEPTH];
+        for s in 0..owner.len() {
+            for (k, node) in ring.preferences(s as ShardId).into_iter().enumerate() {
+                prefs[s * PREFERENCE_DEPTH + k] = index(node).unwrap_or(usize::MAX);
+            }
+        }
+        Self {
+            weights,
+            shed_by: vec![None; owner.len()],
+            owner,
+            weight,
+            count,
+            prefs,
+            bounds,
+            live,
+        }
+    }
+
+    fn owners(&self) -> Vec<Option<NodeId>> {
+        self.owner.iter().map(|o| o.map(|i| self.live[i])).collect()
+    }
+
+    /// How much the ring prefers node `i` for shard `s`: 0 = most, `PREFERENCE_DEPTH` = not listed.
+    fn rank(&self, s: usize, i: usize) -> usize {
+        let p = &self.prefs[s * PREFERENCE_DEPTH..(s + 1) * PREFERENCE_DEPTH];
+        p.iter().position(|&x| x == i).unwrap_or(PREFERENCE_DEPTH)
+    }
+
+    fn tiebreak(&self, s: usize, i: usize) -> u64 {
+        mix(s as u64, self.live[i])
+    }
+
+    fn give(&mut self, s: usize, to: usize) {
+        let w = self.weights[s];
+        if let Some(from) = self.owner[s] {
+            self.weight[from] -= w;
+            self.count[from] -= 1;
+        }
+        self.weight[to] = self.weight[to].saturating_add(w);
+        self.count[to] += 1;
+        self.owner[s] = Some(to);
+    }
+
+    fn release(&mut self, s: usize) {
+        if let Some(from) = self.owner[s].take() {
+            self.weight[from] -= self.weights[s];
+            self.count[from] -= 1;
+            self.shed_by[s] = Some(from);
+        }
+    }
+
+    /// Nodes above a cap release shards, worst ring affinity first, until under it. (The
+    /// released shards go to the least-loaded nodes; a node that was below a floor then
+    /// pulls the rest of its share in [`State::pull`].)
+    fn shed(&mut self) {
+        let b = self.bounds;
+        for i in 0..self.live.len() {
+            if self.weight[i] <= b.cap_weight && self.count[i] <= b.cap_count {
+                continue;
+            }
+            let mut mine: Vec<usize> = (0..self.owner.len())
+                .filter(|&s| self.owner[s] == Some(i))
+                .collect();
+            mine.sort_by_key(|&s| (Reverse(self.rank(s, i)), self.tiebreak(s, i)));
+            for &s in &mine {
+                if self.weight[i] <= b.cap_weight {
+                    break;
+                }
+                let w = self.weights[s];
+                if w > 0 && self.weight[i] - w >= b.mean_weight_floor {
+                    self.release(s);
+                }
+            }
+            // Count: shed the lightest shards, so weight barely changes.
+            mine.retain(|&s| self.owner[s] == Some(i));
+            mine.sort_by_key(|&s| self.weights[s]);
+            for &s in &mine {
+                if self.count[i] <= b.cap_count {
+                    break;
+                }
+                if self.weight[i] - self.weights[s] >= b.floor_weight {
+                    self.release(s);
+                }
+            }
+        }
+    }
+
+    /// Gives every unowned shard, heaviest first, to the least-loaded node with room.
+    fn place_orphans(&mut self) {
+        let b = self.bounds;
+        let mut orphans: Vec<usize> = (0..self.owner.len())
+            .filter(|&s| self.owner[s].is_none())
+            .collect();
+        orphans.sort_by_key(|&s| (Reverse(self.weights[s]), s));
+        for s in orphans {
+            let to = self
+                .least_loaded(s, b.mean_weight_ceil, b.mean_count_ceil)
+                .or_else(|| self.least_loaded(s, b.cap_weight, b.cap_count))
+                .or_else(|| self.least_loaded(s, u64::MAX, u64::MAX));
+            if let Some(to) = to {
+                self.give(s, to);
+            }
+        }
+    }
+
+    /// The node that should take orphan `s` among those staying within the limits: least
+    /// weight (least count for an empty shard), then ring preference. The node that shed `s`
+    /// is a candidate only if it is the only node.
+    fn least_loaded(&self, s: usize, max_weight: u64, max_count: u64) -> Option<usize> {
+        let w = self.weights[s];
+        let n = self.live.len();
+        (0..n)
+            .filter(|&i| n == 1 || self.shed_by[s] != Some(i))
+            .filter(|&i| {
+                self.weight[i].saturating_add(w) <= max_weight && self.count[i] < max_count
+            })
+            .min_by_key(|&i| {
+                let (first, second) = if w > 0 {
+                    (self.weight[i], self.count[i])
+                } else {
+                    (self.count[i], self.weight[i])
+                };
+                (first, second, self.rank(s, i), self.tiebreak(s, i))
+            })
+    }
+
+    fn below(&self, i: usize) -> bool {
+        self.weight[i] < self.bounds.floor_weight || self.count[i] < self.bounds.floor_count
+    }
+
+    /// The nodes below a floor (new, returning, or drained by deletions), least loaded first.
+    fn below_floor(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = (0..self.live.len()).filter(|&i| self.below(i)).collect();
+        out.sort_by_key(|&i| (self.weight[i], self.count[i], self.live[i]));
+        out
+    }
+
+    /// Each of `pullers` (nodes that were below a floor) pulls shards it is preferred for,
+    /// up to about the mean.
+    fn pull(&mut self, pullers: Vec<usize>) {
+        let b = self.bounds;
+        for p in pullers {
+            if self.weight[p] >= b.mean_weight_floor && self.count[p] >= b.mean_count_floor {
+                continue; // the orphans already brought it to the mean
+            }
+            let mut candidates: Vec<usize> = (0..self.owner.len())
+                .filter(|&s| matches!(self.owner[s], Some(d) if d != p))
+                .collect();
+            candidates.sort_by_cached_key(|&s| (self.rank(s, p), self.tiebreak(s, p)));
+            // First towards the mean from nodes above it; then, if still below a floor,
+            // from anyone who stays above the floors.
+            let near_mean = |st: &Self| {
+                st.weight[p] >= b.mean_weight_floor && st.count[p] >= b.mean_count_floor
+            };
+            self.pull_pass(
+                p,
+                &candidates,
+                (b.mean_weight_ceil, b.mean_count_ceil),
+                (b.mean_weight_floor, b.mean_count_floor),
+                near_mean,
+            );
+            if self.below(p) {
+                self.pull_pass(
+                    p,
+                    &candidates,
+                    (b.cap_weight, b.cap_count),
+                    (b.floor_weight, b.floor_count),
+                    |st| !st.below(p),
+                );
+            }
+        }
+    }
+
+    /// Moves candidates to `p` while `p` stays within `limit` and each donor stays at or
+    /// above `keep`, until `done`.
+    fn pull_pass(
+        &mut self,
+        p: usize,
+        candidates: &[usize],
+        limit: (u64, u64),
+        keep: (u64, u64),
+        done: impl Fn(&Self) -> bool,
+    ) {
+        for &s in candidates {
+            if done(self) {
+                return;
+            }
+            let Some(d) = self.owner[s] else { continue };
+            if d == p {
+                continue;
+            }
+            let w = self.weights[s];
+            let fits = self.weight[p].saturating_add(w) <= limit.0 && self.count[p] < limit.1;
+            let donor_keeps = self.weight[d] >= keep.0.saturating_add(w) && self.count[d] > keep.1;
+            if fits && donor_keeps {
+                self.give(s, p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
