@@ -76,6 +76,7 @@ impl StoreMetrics {
                 e.last_heard = at.as_ref().map(|t| t.elapsed());
             }
         }
+        followers.remove(&m.id);
         let membership = m.membership_config.membership();
         Self {
             id: m.id,
