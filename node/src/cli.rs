@@ -1,4 +1,6 @@
 //! Command-line interface of the `flotilla` binary.
+pub mod render;
+
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Top-level command line.
@@ -31,6 +33,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Print the version and exit.
     Version,
+    /// Print the desired objects of an Argo CD Application, one document per object.
+    Render(render::RenderArgs),
 }
 
 /// Set up `tracing` for the chosen format, writing to stderr.

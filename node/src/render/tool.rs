@@ -1,0 +1,224 @@
+//! Running external tools: no shell, a scrubbed environment, a timeout and an output limit.
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::RenderError;
+
+/// Bytes of stderr kept for error messages.
+const STDERR_KEEP: usize = 16 << 10;
+
+/// One tool invocation.
+#[derive(Debug)]
+pub(crate) struct ToolRun {
+    /// Program to execute (never a shell).
+    pub program: PathBuf,
+    /// Arguments, passed as is.
+    pub args: Vec<OsString>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// The whole environment of the tool (nothing is inherited).
+    pub env: Vec<(String, String)>,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Limit on stdout bytes.
+    pub limit: usize,
+    /// How to name the run in errors (no secrets).
+    pub what: String,
+}
+
+impl ToolRun {
+    /// A run of `program` in `cwd` with a minimal environment: `PATH` and `HOME`.
+    pub fn new(
+        program: &Path,
+        cwd: &Path,
+        home: &Path,
+        path_var: &str,
+        what: impl Into<String>,
+    ) -> Self {
+        Self {
+            program: program.to_path_buf(),
+            args: Vec::new(),
+            cwd: cwd.to_path_buf(),
+            env: vec![
+                ("PATH".into(), path_var.to_string()),
+                ("HOME".into(), home.to_string_lossy().into_owned()),
+            ],
+            timeout: Duration::from_secs(90),
+            limit: 64 << 20,
+            what: what.into(),
+        }
+    }
+
+    /// Append an argument.
+    pub fn arg(&mut self, a: impl Into<OsString>) -> &mut Self {
+        self.args.push(a.into());
+        self
+    }
+
+    /// Set an environment variable.
+    pub fn env(&mut self, k: impl Into<String>, v: impl Into<String>) -> &mut Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Run to completion; returns stdout.
+    pub async fn run(&self) -> Result<Vec<u8>, RenderError> {
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            .current_dir(&self.cwd)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| RenderError::ToolMissing {
+            tool: self.program.display().to_string(),
+            hint: format!("cannot start it: {e}"),
+        })?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(RenderError::Task("tool pipes missing".into()));
+        };
+        let limit = self.limit;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let err_task = tokio::spawn(read_tail(stderr));
+        let timed_out = || RenderError::Timeout {
+            what: self.what.clone(),
+            timeout: self.timeout,
+        };
+        let out = match tokio::time::timeout_at(deadline, read_limited(stdout, limit)).await {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(timed_out());
+            }
+        };
+        let out = match out {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                let _ = child.kill().await;
+                return Err(RenderError::OutputTooLarge {
+                    what: self.what.clone(),
+                    limit,
+                });
+            }
+            Err(e) => {
+                let _ = child.kill().await;
+                return Err(super::io_err(format!("read output of {}", self.what))(e));
+            }
+        };
+        let status = match tokio::time::timeout_at(deadline, child.wait()).await {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(timed_out());
+            }
+        };
+        let err = err_task.await.unwrap_or_default();
+        let status = status.map_err(super::io_err(format!("wait for {}", self.what)))?;
+        if !status.success() {
+            return Err(RenderError::ToolFailed {
+                what: self.what.clone(),
+                status: status.to_string(),
+                stderr: String::from_utf8_lossy(&err).trim().to_string(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Read everything, or `None` as soon as more than `limit` bytes arrive.
+async fn read_limited(
+    mut r: impl AsyncRead + Unpin,
+    limit: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(Some(out));
+        }
+        if out.len() + n > limit {
+            return Ok(None);
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Read everything, keeping only the last [`STDERR_KEEP`] bytes.
+async fn read_tail(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 8 << 10];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.len() > 2 * STDERR_KEEP {
+            out.drain(..out.len() - STDERR_KEEP);
+        }
+    }
+    if out.len() > STDERR_KEEP {
+        out.drain(..out.len() - STDERR_KEEP);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> ToolRun {
+        let dir = std::env::temp_dir();
+        let mut t = ToolRun::new(Path::new("/bin/sh"), &dir, &dir, "/usr/bin:/bin", "sh test");
+        for a in args {
+            t.arg(*a);
+        }
+        t
+    }
+
+    #[tokio::test]
+    async fn env_is_scrubbed_and_args_are_not_shell_parsed() {
+        std::env::set_var("FLOTILLA_TOOL_TEST_SECRET", "leak");
+        let out = run(&[
+            "-c",
+            "echo \"$FLOTILLA_TOOL_TEST_SECRET|$1\"",
+            "x",
+            "a b;$(id)",
+        ])
+        .run()
+        .await
+        .expect("runs");
+        assert_eq!(String::from_utf8_lossy(&out), "|a b;$(id)\n");
+    }
+
+    #[tokio::test]
+    async fn timeout_kills() {
+        let mut t = run(&["-c", "sleep 30"]);
+        t.timeout = Duration::from_millis(200);
+        let err = t.run().await.unwrap_err();
+        assert!(matches!(err, RenderError::Timeout { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn output_limit_kills() {
+        let mut t = run(&["-c", "yes flotilla"]);
+        t.limit = 1 << 20;
+        let err = t.run().await.unwrap_err();
+        assert!(matches!(err, RenderError::OutputTooLarge { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn failure_reports_stderr() {
+        let err = run(&["-c", "echo broken >&2; exit 3"])
+            .run()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("broken"), "{err}");
+    }
+}

@@ -1,0 +1,356 @@
+//! Git sources: one bare mirror per repository URL per node, fetched with git2.
+//!
+//! [`SourceCache`] owns the mirrors under a cache directory (the path is a hash of the
+//! normalized URL). Concurrent fetches of one repository are coalesced: callers that arrive
+//! while a fetch is in flight wait for it and share its result. Fetches of different
+//! repositories run in parallel, bounded by a semaphore, each on a blocking thread.
+//! Trees are read straight from the object database ([`tree`]); tools that need files get a
+//! checkout of just the subtrees they use.
+mod auth;
+pub mod tree;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use crate::model::Credentials;
+
+pub use auth::KnownHosts;
+
+/// Errors from Git sources.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// libgit2 failed; `context` says what flotilla was doing.
+    #[error("{context}: {source}")]
+    Git {
+        /// What was being done, with the repository URL.
+        context: String,
+        /// The libgit2 error.
+        source: git2::Error,
+    },
+    /// The revision is not a branch, tag or commit of the repository.
+    #[error("{url}: revision {revision:?} not found (not a branch, tag or commit)")]
+    RevisionNotFound {
+        /// Repository URL.
+        url: String,
+        /// The requested revision.
+        revision: String,
+    },
+    /// A path is not in the tree.
+    #[error("{url}@{commit}: path {path:?} does not exist")]
+    PathNotFound {
+        /// Repository URL.
+        url: String,
+        /// Commit id.
+        commit: String,
+        /// The missing path.
+        path: String,
+    },
+    /// A path or symlink points outside the repository.
+    #[error("{path:?} points outside the repository ({detail})")]
+    Escape {
+        /// The offending path.
+        path: String,
+        /// Where it points.
+        detail: String,
+    },
+    /// A file system operation on the cache or a checkout failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("git task failed: {0}")]
+    Task(String),
+}
+
+pub(crate) fn git_err(context: impl Into<String>) -> impl FnOnce(git2::Error) -> SourceError {
+    let context = context.into();
+    move |source| SourceError::Git { context, source }
+}
+
+/// Normalize a repository URL for identity: trimmed, no trailing `/` or `.git`, and for
+/// remote URLs lower-cased (local paths keep their case).
+pub fn normalize_url(url: &str) -> String {
+    let mut u = url.trim().trim_end_matches('/').to_string();
+    if let Some(s) = u.strip_suffix(".git") {
+        u = s.to_string();
+    }
+    if is_local(&u) {
+        u
+    } else {
+        u.to_lowercase()
+    }
+}
+
+/// Whether a repository URL names a local path (absolute, relative or `file://`).
+pub fn is_local(url: &str) -> bool {
+    url.starts_with("file://")
+        || url.starts_with('/')
+        || url.starts_with("./")
+        || url.starts_with("../")
+        || !(url.contains("://") || looks_scp(url))
+}
+
+fn looks_scp(url: &str) -> bool {
+    // user@host:path
+    match (url.find('@'), url.find(':')) {
+        (Some(a), Some(c)) => a < c,
+        _ => false,
+    }
+}
+
+/// Settings of a [`SourceCache`].
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Directory holding the bare mirrors.
+    pub cache_dir: PathBuf,
+    /// Maximum fetches running at once (different repositories).
+    pub max_parallel_fetches: usize,
+    /// Repository credentials.
+    pub credentials: Credentials,
+    /// SSH known hosts; when `None`, SSH host keys are refused unless the repository is insecure.
+    pub known_hosts: Option<KnownHosts>,
+}
+
+impl SourceConfig {
+    /// Defaults: 4 parallel fetches, no credentials.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            max_parallel_fetches: 4,
+            credentials: Credentials::default(),
+            known_hosts: None,
+        }
+    }
+}
+
+/// How fresh a resolved revision must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Fetch now (coalesced with a fetch already in flight).
+    Fetch,
+    /// Use the mirror as it is; fetch only if it lacks the revision.
+    Cached,
+}
+
+struct Mirror {
+    url: String,
+    path: PathBuf,
+    /// Serializes fetches of this repository.
+    lock: tokio::sync::Mutex<()>,
+    /// Number of completed fetches, to detect that a fetch finished while waiting.
+    generation: AtomicU64,
+}
+
+/// A resolved revision: the commit a branch, tag, SHA or `HEAD` pointed to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Resolved {
+    /// Repository URL as given.
+    pub url: String,
+    /// Full commit id (hex).
+    pub commit: String,
+}
+
+/// The node's Git mirrors.
+pub struct SourceCache {
+    config: SourceConfig,
+    mirrors: Mutex<HashMap<String, Arc<Mirror>>>,
+    permits: tokio::sync::Semaphore,
+    fetches: AtomicU64,
+}
+
+impl std::fmt::Debug for SourceCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceCache")
+            .field("cache_dir", &self.config.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceCache {
+    /// Create the cache; mirrors are created on first use.
+    pub fn new(config: SourceConfig) -> Result<Self, SourceError> {
+        std::fs::create_dir_all(&config.cache_dir).map_err(|source| SourceError::Io {
+            context: format!("create cache directory {}", config.cache_dir.display()),
+            source,
+        })?;
+        let permits = tokio::sync::Semaphore::new(config.max_parallel_fetches.max(1));
+        Ok(Self {
+            config,
+            mirrors: Mutex::new(HashMap::new()),
+            permits,
+            fetches: AtomicU64::new(0),
+        })
+    }
+
+    /// Credentials this cache uses.
+    pub fn credentials(&self) -> &Credentials {
+        &self.config.credentials
+    }
+
+    /// Number of fetches actually run (coalesced callers do not count).
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The mirror directory of a repository URL.
+    pub fn mirror_path(&self, url: &str) -> PathBuf {
+        let hash = Sha256::digest(normalize_url(url).as_bytes());
+        let hex: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        self.config.cache_dir.join(format!("{hex}.git"))
+    }
+
+    fn mirror(&self, url: &str) -> Arc<Mirror> {
+        let key = normalize_url(url);
+        let mut map = self.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key)
+            .or_insert_with(|| {
+                Arc::new(Mirror {
+                    url: fetch_url(url),
+                    path: self.mirror_path(url),
+                    lock: tokio::sync::Mutex::new(()),
+                    generation: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Fetch a repository into its mirror. A caller that arrives while a fetch of the same
+    /// repository is running waits for it and returns its result instead of fetching again.
+    pub async fn fetch(&self, url: &str) -> Result<(), SourceError> {
+        let mirror = self.mirror(url);
+        let seen = mirror.generation.load(Ordering::Acquire);
+        let _guard = mirror.lock.lock().await;
+        if mirror.generation.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| SourceError::Task(e.to_string()))?;
+        let cred = self.config.credentials.for_repo(url).cloned();
+        let known = self.config.known_hosts.clone();
+        let (m_url, m_path) = (mirror.url.clone(), mirror.path.clone());
+        tokio::task::spawn_blocking(move || {
+            auth::fetch_blocking(&m_url, &m_path, cred.as_ref(), known.as_ref())
+        })
+        .await
+        .map_err(|e| SourceError::Task(e.to_string()))??;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        mirror.generation.fetch_add(1, Ordering::Release);
+        tracing::debug!(url = %mirror.url, "fetched");
+        Ok(())
+    }
+
+    /// Resolve a branch, tag (annotated too), full or short commit SHA, or `HEAD`.
+    pub async fn resolve(
+        &self,
+        url: &str,
+        revision: &str,
+        freshness: Freshness,
+    ) -> Result<Resolved, SourceError> {
+        let mirror = self.mirror(url);
+        if freshness == Freshness::Cached && mirror.path.join("HEAD").exists() {
+            let (path, rev, u) = (mirror.path.clone(), revision.to_string(), url.to_string());
+            let found = blocking(move || {
+                let repo = open(&path, &u)?;
+                tree::resolve_revision(&repo, &u, &rev)
+            })
+            .await;
+            if let Ok(commit) = found {
+                return Ok(Resolved {
+                    url: url.to_string(),
+                    commit,
+                });
+            }
+        }
+        self.fetch(url).await?;
+        let (path, rev, u) = (mirror.path.clone(), revision.to_string(), url.to_string());
+        let commit = blocking(move || {
+            let repo = open(&path, &u)?;
+            tree::resolve_revision(&repo, &u, &rev)
+        })
+        .await?;
+        Ok(Resolved {
+            url: url.to_string(),
+            commit,
+        })
+    }
+
+    /// Run `f` on a blocking thread with the repository's mirror opened.
+    pub async fn with_repo<T, E, F>(&self, url: &str, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<SourceError> + Send + 'static,
+        F: FnOnce(&git2::Repository) -> Result<T, E> + Send + 'static,
+    {
+        let mirror = self.mirror(url);
+        let (path, u) = (mirror.path.clone(), url.to_string());
+        match tokio::task::spawn_blocking(move || {
+            let repo = open(&path, &u)?;
+            f(&repo)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => Err(SourceError::Task(e.to_string()).into()),
+        }
+    }
+
+    /// Open a mirror synchronously (for code already on a blocking thread).
+    pub fn open_repo(&self, url: &str) -> Result<git2::Repository, SourceError> {
+        open(&self.mirror_path(url), url)
+    }
+}
+
+/// The URL libgit2 fetches from: local relative paths are made absolute.
+fn fetch_url(url: &str) -> String {
+    let u = url.trim();
+    if is_local(u) && !u.starts_with("file://") {
+        std::path::absolute(u)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| u.to_string())
+    } else {
+        u.to_string()
+    }
+}
+
+fn open(path: &Path, url: &str) -> Result<git2::Repository, SourceError> {
+    git2::Repository::open_bare(path).map_err(git_err(format!("open mirror of {url}")))
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, SourceError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, SourceError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SourceError::Task(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_urls() {
+        assert_eq!(
+            normalize_url("https://Example.com/Org/Repo.git/"),
+            "https://example.com/org/repo"
+        );
+        assert_eq!(normalize_url("/tmp/Repo"), "/tmp/Repo");
+        assert!(is_local("file:///tmp/x"));
+        assert!(is_local("relative/dir"));
+        assert!(!is_local("git@github.com:org/repo.git"));
+        assert!(!is_local("https://h/r"));
+    }
+}
