@@ -232,7 +232,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Response { results }
                 }
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(log_id.clone()), m));
+                    membership = Some(StoredMembership::new(Some(log_id), m));
                     Response::default()
                 }
             };
@@ -253,7 +253,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         if let Some(l) = &last_applied {
-            let v = bincode::serialize(&Some(l.clone())).map_err(io::Error::other)?;
+            let v = bincode::serialize(&Some(*l)).map_err(io::Error::other)?;
             batch.insert(meta_key("applied"), v);
         }
         if let Some(m) = &membership {
