@@ -9,8 +9,9 @@
 //!    back) — after the orphans are placed, that node pulls shards, in the order the ring
 //!    prefers it, from nodes above the mean, until it reaches about the mean.
 //!
-//! Orphans and shed shards go to the least-loaded node with room (heaviest shards first),
-//! ties broken by ring preference. So adding a node moves shards only *to* it, and removing
+//! Orphans (heaviest first) and shed shards go to the least-loaded node with room, ties
+//! broken by ring preference; an orphan goes somewhere even if no node has room, a shed
+//! shard only where there is room. So adding a node moves shards only *to* it, and removing
 //! one moves only *its* shards. The result depends only on the inputs' values: members are
 //! sorted, every order is by node id, shard id or a fixed hash, and nothing reads a clock.
 
@@ -24,6 +25,10 @@ use crate::ring::{mix, LoadBounds, Ring, PREFERENCE_DEPTH};
 
 /// The default number of shards of a new cluster; see `docs/ARCHITECTURE.md` for why.
 pub const DEFAULT_SHARD_COUNT: u32 = 4096;
+
+/// Upper bound on shed-and-pull rounds in one plan (each round that moves something
+/// strictly reduces how far nodes are outside their bands; a few rounds suffice).
+const MAX_ROUNDS: usize = 8;
 
 /// Knobs of the planner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,10 +161,23 @@ pub fn plan(
         vec![None; current.shards.len()]
     } else {
         let mut state = State::new(current, live, weights, config);
-        let pullers = state.below_floor();
-        state.shed();
+        // Nodes below a floor before the orphans arrive (new or returning nodes) pull up to
+        // about the mean even if the orphans lift them past the floor.
+        let mut pullers = state.below_floor();
         state.place_orphans();
-        state.pull(pullers);
+        // Shedding and pulling can each make room for the other; repeat until a round moves
+        // nothing, so that planning the result again finds nothing to do.
+        for _ in 0..MAX_ROUNDS {
+            let moved = state.moved;
+            state.shed();
+            pullers.extend(state.below_floor());
+            pullers.sort_by_key(|&i| (state.weight[i], state.count[i], state.live[i]));
+            pullers.dedup();
+            state.pull(std::mem::take(&mut pullers));
+            if state.moved == moved {
+                break;
+            }
+        }
         state.owners()
     };
 
@@ -190,14 +208,14 @@ struct State<'a> {
     live: Vec<NodeId>,
     /// Owner of each shard, as an index into `live`.
     owner: Vec<Option<usize>>,
-    /// The node that shed each shard in this plan, so it is not handed straight back.
-    shed_by: Vec<Option<usize>>,
     /// Per node: total weight and shard count.
     weight: Vec<u64>,
     count: Vec<u64>,
     /// Per shard, `PREFERENCE_DEPTH` slots of preferred node indices (`usize::MAX` = none).
     prefs: Vec<usize>,
     bounds: LoadBounds,
+    /// How many times a shard changed hands (to detect a round that did nothing).
+    moved: usize,
 }
 
 impl<'a> State<'a> {
@@ -233,13 +251,13 @@ impl<'a> State<'a> {
         }
         Self {
             weights,
-            shed_by: vec![None; owner.len()],
             owner,
             weight,
             count,
             prefs,
             bounds,
             live,
+            moved: 0,
         }
     }
 
@@ -266,19 +284,13 @@ impl<'a> State<'a> {
         self.weight[to] = self.weight[to].saturating_add(w);
         self.count[to] += 1;
         self.owner[s] = Some(to);
+        self.moved += 1;
     }
 
-    fn release(&mut self, s: usize) {
-        if let Some(from) = self.owner[s].take() {
-            self.weight[from] -= self.weights[s];
-            self.count[from] -= 1;
-            self.shed_by[s] = Some(from);
-        }
-    }
-
-    /// Nodes above a cap release shards, worst ring affinity first, until under it. (The
-    /// released shards go to the least-loaded nodes; a node that was below a floor then
-    /// pulls the rest of its share in [`State::pull`].)
+    /// Nodes above a cap hand shards, worst ring affinity first, to the least-loaded nodes
+    /// with room until under the cap (a node that was below a floor then pulls the rest of
+    /// its share in [`State::pull`]). A shard no other node has room for stays: moving it
+    /// would only push another node over a cap, and the next plan would move it back.
     fn shed(&mut self) {
         let b = self.bounds;
         for i in 0..self.live.len() {
@@ -295,7 +307,7 @@ impl<'a> State<'a> {
                 }
                 let w = self.weights[s];
                 if w > 0 && self.weight[i] - w >= b.mean_weight_floor {
-                    self.release(s);
+                    self.hand_off(s);
                 }
             }
             // Count: shed the lightest shards, so weight barely changes.
@@ -306,9 +318,20 @@ impl<'a> State<'a> {
                     break;
                 }
                 if self.weight[i] - self.weights[s] >= b.floor_weight {
-                    self.release(s);
+                    self.hand_off(s);
                 }
             }
+        }
+    }
+
+    /// Gives owned shard `s` to the least-loaded other node with room under the caps, if any.
+    fn hand_off(&mut self, s: usize) {
+        let b = self.bounds;
+        let to = self
+            .least_loaded(s, b.mean_weight_ceil, b.mean_count_ceil)
+            .or_else(|| self.least_loaded(s, b.cap_weight, b.cap_count));
+        if let Some(to) = to {
+            self.give(s, to);
         }
     }
 
@@ -330,14 +353,12 @@ impl<'a> State<'a> {
         }
     }
 
-    /// The node that should take orphan `s` among those staying within the limits: least
-    /// weight (least count for an empty shard), then ring preference. The node that shed `s`
-    /// is a candidate only if it is the only node.
+    /// The node that should take shard `s` among those other than its owner that stay within
+    /// the limits: least weight (least count for an empty shard), then ring preference.
     fn least_loaded(&self, s: usize, max_weight: u64, max_count: u64) -> Option<usize> {
         let w = self.weights[s];
-        let n = self.live.len();
-        (0..n)
-            .filter(|&i| n == 1 || self.shed_by[s] != Some(i))
+        (0..self.live.len())
+            .filter(|&i| self.owner[s] != Some(i))
             .filter(|&i| {
                 self.weight[i].saturating_add(w) <= max_weight && self.count[i] < max_count
             })

@@ -79,6 +79,18 @@ fn assert_within_caps(map: &ShardMap, weights: &[u64], live: usize) {
     assert!(c <= b.cap_count, "busiest count {c} > cap {}", b.cap_count);
 }
 
+/// Planning again with the same inputs moves nothing: the leader never churns.
+fn assert_stable(map: &ShardMap, members: &[NodeId], alive: &[NodeId], weights: &[u64]) {
+    let again = plan(map, members, &set(alive), weights, &PlanConfig::default());
+    let moves = again.expect("valid input").map(|p| p.moves);
+    assert_eq!(
+        moves,
+        None,
+        "a planned map is not stable; loads {:?}",
+        map.loads(weights)
+    );
+}
+
 /// ≤ 1.1 × S/(N+1), in integer arithmetic.
 fn within_add_budget(moved: usize, shard_count: u32, new_n: usize) -> bool {
     moved as u64 * 10 * new_n as u64 <= 11 * u64::from(shard_count)
@@ -300,13 +312,22 @@ fn zero_applications_spread_shards_evenly() {
     assert_eq!(grown.owned_by(4).len(), 250);
 }
 
+/// Cases per property: few by default so the suite stays fast in debug builds; set
+/// `PROPTEST_CASES` for a deeper run.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
+}
+
 /// Distinct node ids, not 1..=N, so the ring sees arbitrary ids.
 fn node_ids(max: usize) -> impl Strategy<Value = Vec<NodeId>> {
     proptest::collection::btree_set(1u64..1_000_000, 1..=max).prop_map(|s| s.into_iter().collect())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn balance_by_weight(nodes in node_ids(32), seed in any::<u64>(), apps in 2_000usize..12_000) {
@@ -402,20 +423,22 @@ proptest! {
     #[test]
     fn owners_are_always_live_members(
         universe in node_ids(32),
-        events in proptest::collection::vec((any::<u64>(), any::<u64>()), 1..6),
+        events in proptest::collection::vec((any::<u64>(), any::<u64>(), 0usize..600), 1..6),
         seed in any::<u64>(),
     ) {
         let s = 512;
         let mut weights = app_weights(3000, seed, s);
         let mut map = ShardMap::unassigned(s);
-        for (i, (member_mask, alive_mask)) in events.into_iter().enumerate() {
+        for (i, (member_mask, alive_mask, new_apps)) in events.into_iter().enumerate() {
             let pick = |mask: u64| -> Vec<NodeId> {
                 universe.iter().enumerate().filter(|(k, _)| mask >> (k % 64) & 1 == 1).map(|(_, &n)| n).collect()
             };
             let members = pick(member_mask);
             let alive = pick(alive_mask | member_mask.rotate_left(7));
             let live: Vec<NodeId> = members.iter().copied().filter(|n| alive.contains(n)).collect();
-            weights[i % s as usize] += 40; // drift between plans
+            // Applications are added between plans.
+            let added = app_weights(new_apps, seed ^ (i as u64 + 1), s);
+            weights.iter_mut().zip(added).for_each(|(w, a)| *w += a);
             let before = map.epoch;
             let out = plan(&map, &members, &set(&alive), &weights, &PlanConfig::default()).unwrap();
             if let Some(p) = out {
@@ -423,6 +446,31 @@ proptest! {
                 map = p.map;
             }
             assert_owned_by(&map, &live);
+            assert_stable(&map, &members, &alive, &weights);
+            if !live.is_empty() {
+                assert_within_caps(&map, &weights, live.len());
+            }
+        }
+    }
+
+    #[test]
+    fn unrealistic_weights_still_give_a_stable_map(
+        universe in node_ids(16),
+        weights in proptest::collection::vec(prop_oneof![9 => 0u64..6, 1 => 20u64..200], 256),
+        events in proptest::collection::vec((any::<u64>(), 0usize..256, 0u64..100), 1..6),
+    ) {
+        // Shard weights far from what hashed keys give (a few shards hold many applications):
+        // the count cap may yield to the weight band, but the planner never leaves a shard
+        // unowned or with a dead owner, and planning twice never moves anything.
+        let mut weights = weights;
+        let mut map = ShardMap::unassigned(256);
+        for (mask, bump, by) in events {
+            let live: Vec<NodeId> = universe.iter().enumerate()
+                .filter(|(k, _)| mask >> (k % 64) & 1 == 1).map(|(_, &n)| n).collect();
+            weights[bump] += by;
+            map = step(&map, &universe, &live, &weights);
+            assert_owned_by(&map, &live);
+            assert_stable(&map, &universe, &live, &weights);
         }
     }
 }
