@@ -1,0 +1,312 @@
+//! Server-side apply and `managedFields` bookkeeping.
+//!
+//! `apply` merges an applied configuration into the live object, checking conflicts with
+//! other managers and removing fields the manager stopped applying; `record_update` gives
+//! fields changed by ordinary writes to their manager with operation `Update`.
+
+pub mod fieldset;
+
+use super::kinds::{is_set_list, list_map_keys};
+use super::meta::now_rfc3339;
+use super::status::ApiError;
+use fieldset::{display_path, fields_of, item_key, remove_at, value_at, FieldSet, Path};
+use serde_json::{json, Map, Value};
+
+/// One `managedFields` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Managed {
+    /// Field manager name.
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// apiVersion the fields were written in.
+    pub api_version: String,
+    /// Time of the last write.
+    pub time: String,
+    /// Subresource (`status`) or empty.
+    pub subresource: String,
+    /// Owned fields.
+    pub fields: FieldSet,
+}
+
+/// Reads `metadata.managedFields`.
+pub fn read_managed(obj: &Value) -> Vec<Managed> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| Managed {
+            manager: e["manager"].as_str().unwrap_or_default().into(),
+            operation: e["operation"].as_str().unwrap_or("Update").into(),
+            api_version: e["apiVersion"].as_str().unwrap_or_default().into(),
+            time: e["time"].as_str().unwrap_or_default().into(),
+            subresource: e["subresource"].as_str().unwrap_or_default().into(),
+            fields: FieldSet::from_json(&e["fieldsV1"]),
+        })
+        .collect()
+}
+
+/// Writes `metadata.managedFields` (dropping entries that own nothing).
+pub fn write_managed(obj: &mut Value, entries: &[Managed]) {
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut v = json!({
+                "manager": e.manager,
+                "operation": e.operation,
+                "apiVersion": e.api_version,
+                "time": e.time,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": e.fields.to_json(),
+            });
+            if !e.subresource.is_empty() {
+                v["subresource"] = Value::String(e.subresource.clone());
+            }
+            v
+        })
+        .collect();
+    let meta = super::meta::metadata_mut(obj);
+    if list.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+fn entry<'a>(
+    entries: &'a mut Vec<Managed>,
+    manager: &str,
+    op: &str,
+    api_version: &str,
+    sub: &str,
+) -> &'a mut Managed {
+    let pos = entries
+        .iter()
+        .position(|e| e.manager == manager && e.operation == op && e.subresource == sub);
+    let i = match pos {
+        Some(i) => i,
+        None => {
+            entries.push(Managed {
+                manager: manager.into(),
+                operation: op.into(),
+                api_version: api_version.into(),
+                time: String::new(),
+                subresource: sub.into(),
+                fields: FieldSet::default(),
+            });
+            entries.len() - 1
+        }
+    };
+    let e = &mut entries[i];
+    e.api_version = api_version.into();
+    e.time = now_rfc3339();
+    e
+}
+
+/// Records a non-apply write: fields it changed move to `manager` (operation `Update`),
+/// fields it removed leave every manager. `new` gets the resulting `managedFields`.
+pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, custom: bool, sub: &str) {
+    let empty = Value::Null;
+    let old_v = old.unwrap_or(&empty);
+    let mut entries = old.map(read_managed).unwrap_or_default();
+    let new_fields = fields_of(new, custom, false);
+    let old_fields = fields_of(old_v, custom, false);
+    let changed: Vec<Path> = new_fields
+        .leaves()
+        .into_iter()
+        .filter(|p| match value_at(old_v, p) {
+            None => true,
+            Some(_) if p.last().is_some_and(|l| l == ".") => false,
+            Some(o) => Some(o) != value_at(new, p),
+        })
+        .collect();
+    let removed: Vec<Path> = old_fields
+        .leaves()
+        .into_iter()
+        .filter(|p| !new_fields.contains(p))
+        .collect();
+    if changed.is_empty() && removed.is_empty() {
+        write_managed(new, &entries);
+        return;
+    }
+    for e in entries.iter_mut() {
+        for p in changed.iter().chain(removed.iter()) {
+            e.fields.remove(p);
+        }
+    }
+    if !changed.is_empty() {
+        let api_version = new["apiVersion"].as_str().unwrap_or_default().to_string();
+        let e = entry(&mut entries, manager, "Update", &api_version, sub);
+        for p in &changed {
+            e.fields.insert(p);
+        }
+    }
+    write_managed(new, &entries);
+}
+
+/// Applies `applied` as `manager` onto `live` (or onto nothing, creating).
+/// Returns the merged object with updated `managedFields`.
+pub fn apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    custom: bool,
+) -> Result<Value, ApiError> {
+    let api_version = applied["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let afields = fields_of(applied, custom, false);
+    let Some(live) = live else {
+        let mut obj = applied.clone();
+        let mut entries = vec![];
+        entry(&mut entries, manager, "Apply", &api_version, "").fields = afields;
+        write_managed(&mut obj, &entries);
+        return Ok(obj);
+    };
+    let mut entries = read_managed(live);
+    let mut conflicts: Vec<(usize, Path)> = vec![];
+    for (i, e) in entries.iter().enumerate() {
+        if (e.manager == manager && e.operation == "Apply") || !e.subresource.is_empty() {
+            continue;
+        }
+        for p in afields.leaves() {
+            if p.last().is_some_and(|l| l == ".") || !e.fields.contains(&p) {
+                continue;
+            }
+            if value_at(live, &p) != value_at(applied, &p) {
+                conflicts.push((i, p));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(conflict_error(&entries, &conflicts));
+    }
+    for (i, p) in &conflicts {
+        entries[*i].fields.remove(p);
+    }
+    let mut merged = live.clone();
+    let previous = entries
+        .iter()
+        .find(|e| e.manager == manager && e.operation == "Apply" && e.subresource.is_empty())
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+    let mut dropped: Vec<Path> = previous
+        .leaves()
+        .into_iter()
+        .filter(|p| !afields.contains(p))
+        .collect();
+    // Remove deeper paths first so item removals come after their fields.
+    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in &dropped {
+        let owned_elsewhere = entries
+            .iter()
+            .any(|e| !(e.manager == manager && e.operation == "Apply") && e.fields.contains(p));
+        if !owned_elsewhere {
+            remove_at(&mut merged, p);
+        }
+    }
+    merge_into(&mut merged, applied, !custom, "");
+    entry(&mut entries, manager, "Apply", &api_version, "").fields = afields;
+    write_managed(&mut merged, &entries);
+    Ok(merged)
+}
+
+fn conflict_error(entries: &[Managed], conflicts: &[(usize, Path)]) -> ApiError {
+    let who = |i: usize| {
+        let e = &entries[i];
+        if e.operation == "Update" {
+            format!("\"{}\" using {}", e.manager, e.api_version)
+        } else {
+            format!("\"{}\"", e.manager)
+        }
+    };
+    let n = conflicts.len();
+    let mut managers: Vec<usize> = conflicts.iter().map(|(i, _)| *i).collect();
+    managers.dedup();
+    let body = if n == 1 {
+        format!(
+            "conflict with {}: {}",
+            who(conflicts[0].0),
+            display_path(&conflicts[0].1)
+        )
+    } else if managers.len() == 1 {
+        let mut s = format!("conflicts with {}:", who(managers[0]));
+        for (_, p) in conflicts {
+            s.push_str(&format!("\n- {}", display_path(p)));
+        }
+        s
+    } else {
+        let mut s = format!("conflicts with {} managers:", managers.len());
+        for (i, p) in conflicts {
+            s.push_str(&format!("\n- {}: {}", who(*i), display_path(p)));
+        }
+        s
+    };
+    let causes = conflicts
+        .iter()
+        .map(|(i, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", who(*i)), "field": display_path(p)}))
+        .collect();
+    ApiError::apply_conflict(
+        format!(
+            "Apply failed with {n} conflict{}: {body}",
+            if n == 1 { "" } else { "s" }
+        ),
+        causes,
+    )
+}
+
+/// Merges an applied value into a live one: maps field by field, keyed lists item by item,
+/// set lists as unions, everything else replaced.
+fn merge_into(live: &mut Value, applied: &Value, builtin_lists: bool, field: &str) {
+    match (live, applied) {
+        (Value::Object(l), Value::Object(a)) => {
+            for (k, av) in a {
+                let lists = builtin_lists || (field.is_empty() && k == "metadata");
+                match l.get_mut(k) {
+                    Some(lv) => merge_into(lv, av, lists, k),
+                    None => {
+                        l.insert(k.clone(), av.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(l), Value::Array(a)) if builtin_lists => {
+            if let Some(keys) = list_map_keys(field, a.first().or(l.first())) {
+                for item in a {
+                    let key = item_key(item, keys);
+                    match l.iter_mut().find(|x| item_key(x, keys) == key) {
+                        Some(existing) => merge_into(existing, item, true, ""),
+                        None => l.push(item.clone()),
+                    }
+                }
+            } else if is_set_list(field) {
+                for item in a {
+                    if !l.contains(item) {
+                        l.push(item.clone());
+                    }
+                }
+            } else {
+                *l = a.clone();
+            }
+        }
+        (l, a) => *l = a.clone(),
+    }
+}
+
+/// Strips what an applied configuration may not set and checks it names an object.
+pub fn clean_applied(applied: &mut Value) -> Result<(), ApiError> {
+    if !applied.is_object() {
+        return Err(ApiError::bad_request("apply patch must be an object"));
+    }
+    let meta: &mut Map<String, Value> = super::meta::metadata_mut(applied);
+    meta.remove("managedFields");
+    meta.remove("creationTimestamp");
+    meta.remove("uid");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Watches: newline-delimited JSON events, flushed one by one, resumable from a
+//! resourceVersion, with bookmarks, timeouts and 410 `Expired` for versions the history lost.
+
+use super::ops::{matching, typed, ListQuery, Target};
+use super::status::ApiError;
+use super::store::Event;
+use super::Cluster;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+/// Parameters of a watch request.
+#[derive(Debug, Clone)]
+pub struct WatchParams {
+    /// `resourceVersion` to resume after; `None` or `0` starts with the current state.
+    pub rv: Option<String>,
+    /// `timeoutSeconds` (the server closes the stream after it).
+    pub timeout: Duration,
+    /// `allowWatchBookmarks`.
+    pub bookmarks: bool,
+    /// `sendInitialEvents` (streaming list).
+    pub initial_events: bool,
+}
+
+/// Bounded buffer between the event loop and the HTTP body.
+const BODY_BUFFER: usize = 64;
+
+fn line(v: &Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+fn bookmark(t: &Target, rv: u64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line(
+        &json!({"type": "BOOKMARK", "object": {"apiVersion": t.rt.api_version(), "kind": t.rt.kind, "metadata": meta}}),
+    )
+}
+
+/// An ERROR event carrying a 410 Expired Status.
+pub fn expired_line(rv: &str) -> Bytes {
+    let err = ApiError::expired(format!("too old resource version: {rv}"));
+    line(&json!({"type": "ERROR", "object": err.to_status()}))
+}
+
+fn relevant(t: &Target, q: &ListQuery, e: &Event) -> bool {
+    e.gr == t.rt.group_resource()
+        && (!t.rt.namespaced || t.ns.as_ref().is_none_or(|ns| *ns == e.ns))
+        && q.labels.matches(&e.object)
+        && q.fields.matches(&e.object)
+}
+
+fn event_line(t: &Target, e: &Event) -> Bytes {
+    line(&json!({"type": e.kind.as_str(), "object": typed(e.object.clone(), &t.rt)}))
+}
+
+/// Starts a watch; the receiver yields the lines of the response body.
+pub(crate) fn start(
+    cluster: &Arc<Cluster>,
+    t: Target,
+    q: ListQuery,
+    p: WatchParams,
+) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    let (tx, body) = mpsc::channel(BODY_BUFFER);
+    let mut first: Vec<Bytes> = vec![];
+    let force_410 = cluster.faults.get().force_watch_410;
+    let (mut rx, mut last_rv) = {
+        let mut store = cluster.lock();
+        let resume: Option<u64> = match p.rv.as_deref() {
+            None | Some("") | Some("0") => None,
+            Some(r) => Some(
+                r.parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {r:?}")))?,
+            ),
+        };
+        if force_410 && resume.is_some() {
+            let _ = tx.try_send(expired_line(p.rv.as_deref().unwrap_or_default()));
+            return Ok(body);
+        }
+        let current = store.rv();
+        match resume {
+            Some(rv) if !p.initial_events => match store.events_since(rv) {
+                Some(evs) => first.extend(
+                    evs.iter()
+                        .filter(|e| relevant(&t, &q, e))
+                        .map(|e| event_line(&t, e)),
+                ),
+                None => {
+                    let _ = tx.try_send(expired_line(&rv.to_string()));
+                    return Ok(body);
+                }
+            },
+            _ => {
+                for o in matching(&store, &t, &q) {
+                    first.push(line(
+                        &json!({"type": "ADDED", "object": typed(o.clone(), &t.rt)}),
+                    ));
+                }
+                if p.initial_events {
+                    first.push(bookmark(&t, current, true));
+                }
+            }
+        }
+        (store.subscribe(), current)
+    };
+    let cluster = cluster.clone();
+    let mut drop_rx = cluster.drop_watches.subscribe();
+    tokio::spawn(async move {
+        for l in first {
+            if tx.send(l).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(p.timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(cluster.bookmark_interval);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = drop_rx.changed() => return,
+                _ = tx.closed() => return,
+                _ = ticker.tick(), if p.bookmarks => {
+                    if tx.send(bookmark(&t, last_rv, false)).await.is_err() { return; }
+                }
+                ev = rx.recv() => match ev {
+                    Ok(e) => {
+                        if e.rv <= last_rv { continue; }
+                        last_rv = e.rv;
+                        if relevant(&t, &q, &e) && tx.send(event_line(&t, &e)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // A watch that fell behind the fan-out is closed; the client re-watches.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    Ok(body)
+}
