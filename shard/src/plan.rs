@@ -5,13 +5,13 @@
 //! 1. its owner is dead, removed or absent (the shard is an orphan),
 //! 2. its owner is above a cap ([`LoadBounds::cap_weight`] or [`LoadBounds::cap_count`]) — it
 //!    sheds just enough shards to get under the cap, or
-//! 3. another node was below a floor when planning started (a node that just joined or came
-//!    back) — after the orphans are placed, that node pulls shards, in the order the ring
-//!    prefers it, from nodes above the mean, until it reaches about the mean.
+//! 3. another node owned almost nothing when planning started (it just joined or came back),
+//!    or is below a floor after the orphans are placed — that node pulls shards, in the order
+//!    the ring prefers it, from nodes above the mean, until it reaches about the mean.
 //!
-//! Orphans (heaviest first) and shed shards go to the least-loaded node with room, ties
-//! broken by ring preference; an orphan goes somewhere even if no node has room, a shed
-//! shard only where there is room. So adding a node moves shards only *to* it, and removing
+//! Orphans (heaviest first) go to the least-loaded node with room, or to a ring-preferred
+//! node loaded at most a quarter of the ε band more, and somewhere even if no node has room.
+//! Shed shards go to the least-loaded node with room, and only where there is room. So adding a node moves shards only *to* it, and removing
 //! one moves only *its* shards. The result depends only on the inputs' values: members are
 //! sorted, every order is by node id, shard id or a fixed hash, and nothing reads a clock.
 
@@ -161,9 +161,9 @@ pub fn plan(
         vec![None; current.shards.len()]
     } else {
         let mut state = State::new(current, live, weights, config);
-        // Nodes below a floor before the orphans arrive (new or returning nodes) pull up to
-        // about the mean even if the orphans lift them past the floor.
-        let mut pullers = state.below_floor();
+        // Nodes that own almost nothing before the orphans arrive (new or returning nodes)
+        // pull up to about the mean even if orphans or shed shards lift them past the floor.
+        let mut pullers = state.nearly_empty();
         state.place_orphans();
         // Shedding and pulling can each make room for the other; repeat until a round moves
         // nothing, so that planning the result again finds nothing to do.
@@ -216,6 +216,9 @@ struct State<'a> {
     bounds: LoadBounds,
     /// How many times a shard changed hands (to detect a round that did nothing).
     moved: usize,
+    /// How far above the least-loaded node (weight, count) a ring-preferred node may be
+    /// and still receive an orphan: a quarter of the ε band, at least 1.
+    slack: (u64, u64),
 }
 
 impl<'a> State<'a> {
@@ -258,6 +261,10 @@ impl<'a> State<'a> {
             bounds,
             live,
             moved: 0,
+            slack: (
+                (bounds.mean_weight_floor * u64::from(config.epsilon_permille) / 4000).max(1),
+                (bounds.mean_count_floor * u64::from(config.epsilon_permille) / 4000).max(1),
+            ),
         }
     }
 
@@ -278,7 +285,7 @@ impl<'a> State<'a> {
     fn give(&mut self, s: usize, to: usize) {
         let w = self.weights[s];
         if let Some(from) = self.owner[s] {
-            self.weight[from] -= w;
+            self.weight[from] = self.weight[from].saturating_sub(w);
             self.count[from] -= 1;
         }
         self.weight[to] = self.weight[to].saturating_add(w);
@@ -306,7 +313,7 @@ impl<'a> State<'a> {
                     break;
                 }
                 let w = self.weights[s];
-                if w > 0 && self.weight[i] - w >= b.mean_weight_floor {
+                if w > 0 && self.weight[i].saturating_sub(w) >= b.mean_weight_floor {
                     self.hand_off(s);
                 }
             }
@@ -317,7 +324,7 @@ impl<'a> State<'a> {
                 if self.count[i] <= b.cap_count {
                     break;
                 }
-                if self.weight[i] - self.weights[s] >= b.floor_weight {
+                if self.weight[i].saturating_sub(self.weights[s]) >= b.floor_weight {
                     self.hand_off(s);
                 }
             }
@@ -335,7 +342,9 @@ impl<'a> State<'a> {
         }
     }
 
-    /// Gives every unowned shard, heaviest first, to the least-loaded node with room.
+    /// Gives every unowned shard, heaviest first, to the least-loaded node with room (under
+    /// the mean, then under the caps, then anywhere: an orphan must have an owner) — or to a
+    /// ring-preferred node nearly as lightly loaded.
     fn place_orphans(&mut self) {
         let b = self.bounds;
         let mut orphans: Vec<usize> = (0..self.owner.len())
@@ -345,12 +354,32 @@ impl<'a> State<'a> {
         for s in orphans {
             let to = self
                 .least_loaded(s, b.mean_weight_ceil, b.mean_count_ceil)
+                .map(|best| self.preferred_near(s, best).unwrap_or(best))
                 .or_else(|| self.least_loaded(s, b.cap_weight, b.cap_count))
                 .or_else(|| self.least_loaded(s, u64::MAX, u64::MAX));
             if let Some(to) = to {
                 self.give(s, to);
             }
         }
+    }
+
+    /// The first of `s`'s ring-preferred nodes that is loaded no more than the affinity
+    /// slack above `best` (the least-loaded candidate) in weight and count, and stays under
+    /// the mean by taking `s`. Keeps placement within a small spread of pure water-filling
+    /// while returning shards to the nodes the ring prefers.
+    fn preferred_near(&self, s: usize, best: usize) -> Option<usize> {
+        let b = self.bounds;
+        let w = self.weights[s];
+        self.prefs[s * PREFERENCE_DEPTH..(s + 1) * PREFERENCE_DEPTH]
+            .iter()
+            .copied()
+            .filter(|&i| i != usize::MAX && self.owner[s] != Some(i))
+            .find(|&i| {
+                self.weight[i] <= self.weight[best].saturating_add(self.slack.0)
+                    && self.count[i] <= self.count[best].saturating_add(self.slack.1)
+                    && self.weight[i].saturating_add(w) <= b.mean_weight_ceil
+                    && self.count[i] < b.mean_count_ceil
+            })
     }
 
     /// The node that should take shard `s` among those other than its owner that stay within
@@ -379,6 +408,15 @@ impl<'a> State<'a> {
     /// The nodes below a floor (new, returning, or drained by deletions), least loaded first.
     fn below_floor(&self) -> Vec<usize> {
         let mut out: Vec<usize> = (0..self.live.len()).filter(|&i| self.below(i)).collect();
+        out.sort_by_key(|&i| (self.weight[i], self.count[i], self.live[i]));
+        out
+    }
+
+    /// The nodes with fewer shards than the count floor (new or returning), least loaded first.
+    fn nearly_empty(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = (0..self.live.len())
+            .filter(|&i| self.count[i] < self.bounds.floor_count)
+            .collect();
         out.sort_by_key(|&i| (self.weight[i], self.count[i], self.live[i]));
         out
     }
