@@ -1,5 +1,7 @@
 use clap::{Parser, Subcommand};
 
+mod store;
+
 /// flotilla's load-test harness.
 #[derive(Debug, Parser)]
 #[command(name = "flotilla-loadtest", version)]
@@ -12,12 +14,28 @@ struct Cli {
 enum Command {
     /// Print the version and exit.
     Version,
+    /// Benchmark durable writes of a 3-member store (optionally against etcd).
+    Store(store::StoreArgs),
+    /// One member of the store benchmark's group (started by `store`).
+    #[command(hide = true)]
+    StoreMember(store::MemberArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("flotilla-loadtest {}", env!("CARGO_PKG_VERSION")),
+        Command::Store(args) => tokio::runtime::Runtime::new()?.block_on(store::run(args))?,
+        Command::StoreMember(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(store::run_member(args))?;
+        }
     }
     Ok(())
 }

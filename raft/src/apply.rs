@@ -148,10 +148,15 @@ impl KvRead for BTreeMap<Vec<u8>, Vec<u8>> {
     }
 }
 
+/// A pending write: `None` deletes the key.
+type PendingValue = Option<Vec<u8>>;
+
 /// Pending writes of one apply batch over the committed state.
 pub struct Overlay<'a, R: KvRead> {
     base: &'a R,
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// What the current command overwrote in `pending`, to undo it if the command fails.
+    undo: Vec<(Vec<u8>, Option<PendingValue>)>,
 }
 
 impl<'a, R: KvRead> Overlay<'a, R> {
@@ -160,6 +165,7 @@ impl<'a, R: KvRead> Overlay<'a, R> {
         Self {
             base,
             pending: BTreeMap::new(),
+            undo: Vec::new(),
         }
     }
 
@@ -184,21 +190,31 @@ impl<'a, R: KvRead> Overlay<'a, R> {
     fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         // Serializing plain owned data into a Vec cannot fail.
         let bytes = bincode::serialize(value).unwrap_or_default();
-        self.pending.insert(key, Some(bytes));
+        self.write(key, Some(bytes));
+    }
+
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let previous = self.pending.insert(key.clone(), value);
+        self.undo.push((key, previous));
     }
 
     fn delete(&mut self, key: Vec<u8>) -> Result<bool, ApplyError> {
         let existed = self.get_raw(&key)?.is_some();
-        self.pending.insert(key, None);
+        self.write(key, None);
         Ok(existed)
     }
 
     /// Apply one command: on success its writes stay in the overlay; on error nothing is added.
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
-        let saved = self.pending.clone();
+        self.undo.clear();
         let result = self.apply_inner(cmd);
         if result.is_err() {
-            self.pending = saved;
+            for (key, previous) in self.undo.drain(..).rev() {
+                match previous {
+                    Some(v) => self.pending.insert(key, v),
+                    None => self.pending.remove(&key),
+                };
+            }
         }
         result
     }

@@ -11,6 +11,7 @@
 //! See `docs/ARCHITECTURE.md`, section "Replicated state store".
 
 pub mod apply;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod log_store;
@@ -23,6 +24,7 @@ pub mod store;
 pub mod types;
 
 pub use apply::{AppRecord, OperationRecord, ProjectRecord, RevisionRecord, StatusRecord};
+pub use client::{ClientError, RemoteStore};
 pub use command::{
     Applied, ApplyError, ClusterRef, Command, CommandResult, Json, NodeInfo, RepoRef, Request,
     Response,
@@ -33,3 +35,6 @@ pub use network::TlsPaths;
 pub use reads::{ReadError, StateReader};
 pub use state_machine::ChangeEvent;
 pub use store::{ProposeError, Proposed, Store, StoreError};
+
+/// Re-exported so callers can build [`Json`] payloads without naming the version.
+pub use serde_json;
