@@ -366,6 +366,18 @@ async fn route(
             "PATCH, application/apply-patch+yaml requires fieldManager to be set",
         ));
     }
+    if matches!(*req.method(), Method::POST | Method::PUT) {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("application/json");
+        if !ct.starts_with("application/json") && !ct.starts_with("*/*") {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json (got {ct:?}; simcluster speaks JSON only)"
+            )));
+        }
+    }
     let method = req.method().clone();
     let result = match (method, &t.name) {
         (Method::GET, Some(_)) => ok_json(200, &ops::get(&cluster.lock(), &t)?),

@@ -12,6 +12,11 @@ use super::status::ApiError;
 use fieldset::{display_path, fields_of, item_key, remove_at, value_at, FieldSet, Path};
 use serde_json::{json, Map, Value};
 
+/// Annotation where client-side `kubectl apply` keeps its last applied configuration.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Field manager of client-side `kubectl apply`.
+pub const CLIENT_SIDE_APPLY: &str = "kubectl-client-side-apply";
+
 /// One `managedFields` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Managed {
@@ -180,6 +185,22 @@ pub fn apply(
                 conflicts.push((i, p));
             }
         }
+    }
+    // As the API server does, conflicts with client-side apply on fields of its
+    // last-applied configuration are resolved in favour of the applier (kubectl's upgrade
+    // path from client-side to server-side apply).
+    if let Some(last) = live["metadata"]["annotations"][LAST_APPLIED]
+        .as_str()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+    {
+        let last_fields = fields_of(&last, custom, false);
+        let (taken, rest): (Vec<_>, Vec<_>) = conflicts.into_iter().partition(|(i, p)| {
+            entries[*i].manager == CLIENT_SIDE_APPLY && last_fields.contains(p)
+        });
+        for (i, p) in &taken {
+            entries[*i].fields.remove(p);
+        }
+        conflicts = rest;
     }
     if !conflicts.is_empty() && !force {
         return Err(conflict_error(&entries, &conflicts));

@@ -1,0 +1,386 @@
+//! The real `kubectl` against a simcluster over HTTPS, driven only by a kubeconfig.
+//! When `kubectl` is not installed these tests are skipped, or fail under `CI=true`.
+
+mod simcluster_support;
+
+use flotilla_loadtest::simcluster::SimCluster;
+use simcluster_support::start;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+/// A kubectl bound to one cluster, with its own discovery cache directory.
+struct Kubectl {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// `None` when kubectl is missing and the test should be skipped.
+fn kubectl_available() -> bool {
+    let found = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok();
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "kubectl is not on the PATH; the simcluster kubectl tests need it under CI=true"
+            );
+        }
+        println!("skipping: kubectl is not on the PATH");
+    }
+    found
+}
+
+impl Kubectl {
+    fn new(sim: &SimCluster) -> Kubectl {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, sim.kubeconfig().expect("kubeconfig"))
+            .expect("write kubeconfig");
+        Kubectl { dir, kubeconfig }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(args);
+        c.kill_on_drop(true);
+        c
+    }
+
+    async fn run_with(&self, args: &[&str], stdin: Option<&str>) -> Out {
+        let mut c = self.command(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("kubectl starts");
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).await.expect("write stdin");
+        }
+        drop(input);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("kubectl finishes in time")
+            .expect("kubectl output");
+        Out {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+
+    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let o = self.run_with(args, stdin).await;
+        assert!(o.ok, "kubectl {args:?} failed:\n{}\n{}", o.stdout, o.stderr);
+        o.stdout
+    }
+}
+
+const DEPLOY: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        ports: [{containerPort: 80}]
+        env: [{name: MODE, value: "a"}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_diffs_patches_waits_and_deletes() {
+    if !kubectl_available() {
+        return;
+    }
+    let sim = start().await;
+    let k = Kubectl::new(&sim);
+    assert!(k
+        .ok(&["get", "namespaces"], None)
+        .await
+        .contains("kube-system"));
+
+    tracing_phase("client-side apply, diff, wait");
+    assert!(k
+        .ok(&["apply", "-f", "-"], Some(DEPLOY))
+        .await
+        .contains("deployment.apps/web created"));
+    let changed = DEPLOY.replace("nginx:1.25", "nginx:1.26");
+    let diff = k.run_with(&["diff", "-f", "-"], Some(&changed)).await;
+    assert!(
+        !diff.ok && diff.stdout.contains("+        image: nginx:1.26"),
+        "diff: {}\n{}",
+        diff.stdout,
+        diff.stderr
+    );
+    let unchanged = k.run_with(&["diff", "-f", "-"], Some(DEPLOY)).await;
+    assert!(
+        unchanged.ok && unchanged.stdout.is_empty(),
+        "no diff expected: {}",
+        unchanged.stdout
+    );
+    assert!(k
+        .ok(&["apply", "-f", "-"], Some(&changed))
+        .await
+        .contains("configured"));
+    k.ok(
+        &[
+            "wait",
+            "--for=condition=Available",
+            "deployment/web",
+            "--timeout=30s",
+        ],
+        None,
+    )
+    .await;
+
+    tracing_phase("server-side apply and conflicts");
+    k.ok(
+        &["apply", "--server-side", "--field-manager=ops", "-f", "-"],
+        Some(&changed),
+    )
+    .await;
+    let other = changed.replace("replicas: 2", "replicas: 7");
+    let conflict = k
+        .run_with(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=intruder",
+                "-f",
+                "-",
+            ],
+            Some(&other),
+        )
+        .await;
+    assert!(
+        !conflict.ok && conflict.stderr.contains("conflict"),
+        "expected a conflict: {}",
+        conflict.stderr
+    );
+    k.ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=intruder",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        Some(&other),
+    )
+    .await;
+    assert_eq!(
+        k.ok(
+            &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+            None
+        )
+        .await,
+        "7"
+    );
+
+    tracing_phase("label and the three patch types");
+    k.ok(&["label", "deployment", "web", "tier=frontend"], None)
+        .await;
+    k.ok(
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ],
+        None,
+    )
+    .await;
+    k.ok(&["patch", "deployment", "web", "--type", "json", "-p", r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.27"}]"#], None).await;
+    k.ok(&["patch", "deployment", "web", "--type", "strategic", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"}]}}}}"#], None).await;
+    let got = k.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels.tier} {.spec.replicas} {.spec.template.spec.containers[*].image}"], None).await;
+    assert_eq!(got, "frontend 3 nginx:1.27 busybox");
+    assert!(k
+        .ok(&["get", "deploy", "-l", "tier=frontend"], None)
+        .await
+        .contains("web"));
+
+    k.ok(&["delete", "deployment", "web", "--timeout=30s"], None)
+        .await;
+    let gone = k.run_with(&["get", "deployment", "web"], None).await;
+    assert!(
+        !gone.ok && gone.stderr.contains("NotFound"),
+        "{}",
+        gone.stderr
+    );
+    sim.shutdown().await;
+}
+
+async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
+    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("watch line in time")
+        .expect("read")
+        .expect("stream open")
+}
+
+fn tracing_phase(p: &str) {
+    println!("phase: {p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_streams_events() {
+    if !kubectl_available() {
+        return;
+    }
+    let sim = start().await;
+    let k = Kubectl::new(&sim);
+    // `kubectl create configmap` sends protobuf, which simcluster does not speak; `-f` sends JSON.
+    k.ok(
+        &["create", "-f", "-"],
+        Some("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"first\"}}"),
+    )
+    .await;
+    let mut watch = k.command(&[
+        "get",
+        "configmaps",
+        "-w",
+        "-o",
+        "name",
+        "--request-timeout=30s",
+    ]);
+    watch.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = watch.spawn().expect("kubectl get -w starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(next_line(&mut lines).await, "configmap/first");
+    k.ok(
+        &["create", "-f", "-"],
+        Some("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"second\"}}"),
+    )
+    .await;
+    assert_eq!(next_line(&mut lines).await, "configmap/second");
+    child.kill().await.expect("stop the watch");
+    sim.shutdown().await;
+}
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+const WIDGET: &str = r#"
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1}
+spec: {size: 3, tags: [a, b]}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_uses_a_crd_created_at_run_time() {
+    if !kubectl_available() {
+        return;
+    }
+    let sim = start().await;
+    let k = Kubectl::new(&sim);
+    k.ok(&["apply", "-f", "-"], Some(CRD)).await;
+    k.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.example.com",
+            "--timeout=30s",
+        ],
+        None,
+    )
+    .await;
+    k.ok(&["apply", "-f", "-"], Some(WIDGET)).await;
+    assert!(k.ok(&["get", "wd"], None).await.contains("w1"));
+    k.ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&WIDGET.replace("size: 3", "size: 4")),
+    )
+    .await;
+    k.ok(
+        &[
+            "patch",
+            "widget",
+            "w1",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"tags":["c"]}}"#,
+        ],
+        None,
+    )
+    .await;
+    let smp = k
+        .run_with(
+            &[
+                "patch",
+                "widget",
+                "w1",
+                "--type",
+                "strategic",
+                "-p",
+                r#"{"spec":{"size":9}}"#,
+            ],
+            None,
+        )
+        .await;
+    assert!(
+        !smp.ok && smp.stderr.contains("not supported"),
+        "{}",
+        smp.stderr
+    );
+    assert_eq!(
+        k.ok(
+            &[
+                "get",
+                "widget",
+                "w1",
+                "-o",
+                "jsonpath={.spec.size} {.spec.tags}"
+            ],
+            None
+        )
+        .await,
+        r#"4 ["c"]"#
+    );
+    k.ok(&["delete", "widget", "w1"], None).await;
+    k.ok(&["delete", "crd", "widgets.example.com"], None).await;
+    let gone = k.run_with(&["get", "widgets.example.com"], None).await;
+    assert!(!gone.ok, "the type is gone with its CRD");
+    sim.shutdown().await;
+}
