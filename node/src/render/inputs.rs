@@ -92,7 +92,8 @@ pub(crate) fn plan_git_source(
             }
         }
         SourceKind::Kustomize => {
-            plan.checkout = kustomize::referenced_paths(repo, &root, &path)?;
+            let extra = kustomize::override_references(source.kustomize.as_ref());
+            plan.checkout = kustomize::referenced_paths(repo, &root, &path, &extra)?;
         }
         SourceKind::Helm => {
             plan.checkout = helm::git_paths(repo, &root, &path, source.helm.as_ref())?;

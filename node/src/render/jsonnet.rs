@@ -60,6 +60,8 @@ fn evaluate_to_json(
 ) -> Result<String, JsonnetError> {
     let eval = |e: jrsonnet_evaluator::Error| JsonnetError::Eval(format!("{e}"));
     let ctx = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
+    // IStr is an interned string: its hash and equality never change.
+    #[allow(clippy::mutable_key_type)]
     let mut tlas: HashMap<IStr, TlaArg> = HashMap::new();
     if let Some(o) = opts {
         for v in &o.ext_vars {

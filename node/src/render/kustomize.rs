@@ -109,16 +109,31 @@ fn references(k: &serde_json::Value) -> Vec<String> {
     out
 }
 
-/// Every repository path a Kustomize app at `path` reads: the path itself and whatever its
-/// kustomizations reference outside it, minimal (no path inside another).
+/// Every repository path a Kustomize app at `path` reads: the path itself, what the
+/// Application's overrides add (`extra`, relative to `path`: components, patch files), and
+/// whatever the kustomizations reference, recursively; minimal (no path inside another).
 pub fn referenced_paths(
     repo: &Repository,
     root: &git2::Tree<'_>,
     path: &str,
+    extra: &[String],
 ) -> Result<Vec<String>, RenderError> {
     let mut paths: BTreeSet<String> = BTreeSet::new();
     paths.insert(path.to_string());
     let mut queue = VecDeque::from([path.to_string()]);
+    for r in extra.iter().filter(|r| !is_remote(r)) {
+        let p = join_repo_path(path, r)?;
+        match tree::lookup(repo, root, &p)? {
+            Some(Node::Tree(_)) => {
+                paths.insert(p.clone());
+                queue.push_back(p);
+            }
+            Some(Node::Blob(..)) => {
+                paths.insert(p);
+            }
+            None => {}
+        }
+    }
     let mut seen = BTreeSet::new();
     while let Some(dir) = queue.pop_front() {
         if !seen.insert(dir.clone()) || seen.len() > 1000 {
@@ -163,6 +178,18 @@ pub(crate) fn minimal(paths: BTreeSet<String>) -> Vec<String> {
             out.push(p);
         }
     }
+    out
+}
+
+/// Relative paths the Application's overrides refer to (components, patch files).
+pub fn override_references(o: Option<&ApplicationSourceKustomize>) -> Vec<String> {
+    let Some(o) = o else { return Vec::new() };
+    let mut out = o.components.clone();
+    out.extend(
+        o.patches
+            .iter()
+            .filter_map(|p| p.get("path").and_then(|v| v.as_str()).map(String::from)),
+    );
     out
 }
 

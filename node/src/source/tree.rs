@@ -224,10 +224,8 @@ fn walk(
         };
         let full = join_repo_path(dir, &rel_path)?;
         match (entry.kind(), entry.filemode()) {
-            (Some(ObjectType::Tree), _) => {
-                if recurse {
-                    walk(repo, root, entry.id(), dir, &rel_path, recurse, out)?;
-                }
+            (Some(ObjectType::Tree), _) if recurse => {
+                walk(repo, root, entry.id(), dir, &rel_path, recurse, out)?;
             }
             (Some(ObjectType::Blob), FILEMODE_LINK) => {
                 let target = link_target(repo, &full, entry.id())?;
