@@ -56,10 +56,11 @@ pub(crate) fn plan_git_source(
         })?;
     let kind = match explicit {
         Some(k) => k,
-        None if helm::is_chart(repo, &root, &path)? => SourceKind::Helm,
+        // As Argo CD's discovery: a kustomization wins over a Chart.yaml in the same path.
         None if kustomize::kustomization_in_tree(repo, &root, &path)?.is_some() => {
             SourceKind::Kustomize
         }
+        None if helm::is_chart(repo, &root, &path)? => SourceKind::Helm,
         None => SourceKind::Directory,
     };
     let mut plan = SourcePlan {
@@ -110,6 +111,14 @@ pub(crate) fn plan_git_source(
                 plan.inputs.push((p.clone(), n.id().to_string()));
             }
         }
+        for (link, target) in tree::link_targets(repo, &root, p)? {
+            plan.inputs.push((format!("{link}@"), target.to_string()));
+        }
+    }
+    // Files of a directory source may be symlinks to elsewhere in the repository.
+    for f in &plan.files {
+        plan.inputs
+            .push((format!("{}/{}", plan.path, f.rel_path), f.blob.to_string()));
     }
     Ok(plan)
 }

@@ -243,6 +243,48 @@ fn walk(
     Ok(())
 }
 
+/// The symlinks under repository path `path` (recursively) with the ids of what they
+/// point to: a symlink's own blob does not change when its target does, so render keys
+/// include these. Symlinks leaving the repository are an error.
+pub fn link_targets(
+    repo: &Repository,
+    root: &Tree<'_>,
+    path: &str,
+) -> Result<Vec<(String, Oid)>, SourceError> {
+    let mut out = Vec::new();
+    if let Some(Node::Tree(id)) = lookup(repo, root, path)? {
+        links_in(repo, root, id, &join_repo_path("", path)?, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn links_in(
+    repo: &Repository,
+    root: &Tree<'_>,
+    id: Oid,
+    path: &str,
+    out: &mut Vec<(String, Oid)>,
+) -> Result<(), SourceError> {
+    let tree = repo
+        .find_tree(id)
+        .map_err(git_err(format!("read tree {path}")))?;
+    for entry in tree.iter() {
+        let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+        let child = join_repo_path(path, &name)?;
+        match (entry.kind(), entry.filemode()) {
+            (Some(ObjectType::Tree), _) => links_in(repo, root, entry.id(), &child, out)?,
+            (Some(ObjectType::Blob), FILEMODE_LINK) => {
+                let target = link_target(repo, &child, entry.id())?;
+                if let Some(n) = lookup(repo, root, &target)? {
+                    out.push((child, n.id()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Write the file or directory at repository path `path` into `dest_root/path`, from the
 /// object database. Symlinks inside the repository are materialized as copies of their
 /// target; symlinks leaving it are refused. Submodules are skipped.
