@@ -69,8 +69,8 @@ async fn pass(r: &Arc<Renderer>, apps: &[Application]) -> anyhow::Result<(f64, u
     let start = Instant::now();
     let limit = Arc::new(tokio::sync::Semaphore::new(16));
     let mut set = tokio::task::JoinSet::new();
-    for a in apps.iter().cloned() {
-        let (r, limit) = (r.clone(), limit.clone());
+    for a in apps {
+        let (a, r, limit) = (a.clone(), r.clone(), limit.clone());
         set.spawn(async move {
             let _p = limit.acquire_owned().await?;
             let out = r.render(&a, Freshness::Cached).await?;
