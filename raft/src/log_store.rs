@@ -76,7 +76,12 @@ impl LogStore {
 async fn flusher(db: sled::Db, mut rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
     let mut waiting = Vec::new();
     while rx.recv_many(&mut waiting, FLUSH_QUEUE).await > 0 {
+        let started = std::time::Instant::now();
         let res = db.flush_async().await;
+        let took = started.elapsed();
+        if took > std::time::Duration::from_millis(20) {
+            tracing::debug!(appends = waiting.len(), ?took, "slow raft log flush");
+        }
         for cb in waiting.drain(..) {
             let r = match &res {
                 Ok(_) => Ok(()),

@@ -194,6 +194,8 @@ impl Store {
             install_snapshot_timeout: cfg.rpc_timeout.as_millis() as u64 * 4,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: cfg.keep_after_snapshot,
+            // Replicate entries while the leader's own flush is still running.
+            broadcast_submitted_on_append: Some(true),
             ..Default::default()
         }
         .validate()
@@ -250,7 +252,17 @@ impl Store {
             .add_service(StoreClientServer::new(ClientService {
                 store: Arc::downgrade(&store.inner),
             }));
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Accepted sockets need TCP_NODELAY themselves: with Nagle's algorithm and delayed
+        // ACKs, small replies would wait ~40 ms.
+        let incoming = futures::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |conn| {
+                if let Ok(c) = &conn {
+                    let _ = c.set_nodelay(true);
+                }
+                conn
+            },
+        );
         let server_cancel = cancel.clone();
         let id = cfg.node_id;
         let server = tokio::spawn(async move {
