@@ -1,0 +1,377 @@
+//! simcluster's HTTP surface seen raw through the kube client: discovery content types,
+//! OpenAPI v3, watch edge cases, the status subresource, fault injection and the admin endpoint.
+
+mod simcluster_support;
+
+use flotilla_loadtest::simcluster::FaultConfig;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::client::Body;
+use kube::runtime::watcher;
+use serde_json::{json, Value};
+use simcluster_support::{api_err, client, eventually, start};
+use std::time::Duration;
+
+struct Raw {
+    code: u16,
+    content_type: String,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+async fn raw(
+    c: &kube::Client,
+    method: &str,
+    path: &str,
+    accept: Option<&str>,
+    body: Option<Value>,
+) -> Raw {
+    let mut b = http::Request::builder().method(method).uri(path);
+    if let Some(a) = accept {
+        b = b.header("Accept", a);
+    }
+    if body.is_some() {
+        b = b.header("Content-Type", "application/json");
+    }
+    let req = b
+        .body(Body::from(
+            body.map(|v| v.to_string().into_bytes()).unwrap_or_default(),
+        ))
+        .unwrap();
+    let resp = c.send(req).await.expect("response");
+    let code = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .map(|h| h.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = String::from_utf8(resp.into_body().collect_bytes().await.unwrap().to_vec()).unwrap();
+    Raw {
+        code,
+        content_type,
+        headers,
+        body,
+    }
+}
+
+const AGG: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+
+#[tokio::test]
+async fn discovery_answers_aggregated_only_when_asked_and_openapi_lists_crds() {
+    let sim = start().await;
+    let c = client(&sim).await;
+    let legacy = raw(&c, "GET", "/apis", None, None).await;
+    assert_eq!(legacy.content_type, "application/json");
+    assert!(legacy.body.contains("\"APIGroupList\""));
+    let agg = raw(&c, "GET", "/apis", Some(AGG), None).await;
+    assert_eq!(
+        agg.content_type,
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
+    assert!(agg.body.contains("\"APIGroupDiscoveryList\""));
+
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Cluster", "names": {"plural": "gadgets", "kind": "Gadget"},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true}]}});
+    assert_eq!(
+        raw(
+            &c,
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            None,
+            Some(crd)
+        )
+        .await
+        .code,
+        201
+    );
+    let index: Value =
+        serde_json::from_str(&raw(&c, "GET", "/openapi/v3", None, None).await.body).unwrap();
+    let url = index["paths"]["apis/example.com/v1alpha1"]["serverRelativeURL"]
+        .as_str()
+        .expect("CRD group-version in the index")
+        .to_string();
+    let doc: Value = serde_json::from_str(&raw(&c, "GET", &url, None, None).await.body).unwrap();
+    let patch = &doc["paths"]["/apis/example.com/v1alpha1/gadgets/{name}"]["patch"];
+    assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Gadget");
+    assert!(patch["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "fieldValidation"));
+    let made = raw(&c, "POST", "/apis/example.com/v1alpha1/gadgets", None, Some(json!({"apiVersion": "example.com/v1alpha1", "kind": "Gadget", "metadata": {"generateName": "g-"}}))).await;
+    assert_eq!(made.code, 201, "{}", made.body);
+    let made: Value = serde_json::from_str(&made.body).unwrap();
+    assert!(made["metadata"]["name"].as_str().unwrap().starts_with("g-"));
+    assert_eq!(
+        raw(&c, "GET", "/apis/example.com/v1alpha1/gadgets", None, None)
+            .await
+            .code,
+        200
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn too_old_watch_gets_an_error_event_and_the_watcher_recovers() {
+    let sim = start().await;
+    let c = client(&sim).await;
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let first = api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "a"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let rv = first.metadata.resource_version.unwrap();
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "b"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    sim.expire_watch_history();
+    let w = raw(&c, "GET", &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=5"), None, None).await;
+    assert_eq!(w.code, 200);
+    let ev: Value = serde_json::from_str(w.body.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            ev["type"].as_str(),
+            ev["object"]["code"].as_u64(),
+            ev["object"]["reason"].as_str()
+        ),
+        (Some("ERROR"), Some(410), Some("Expired"))
+    );
+
+    // kube's watch API sees the same as an error event.
+    let mut s = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match s.try_next().await.unwrap() {
+        Some(WatchEvent::Error(e)) => assert_eq!(e.code, 410),
+        other => panic!("expected a 410 error event, got {other:?}"),
+    }
+
+    // The watcher re-watches after dropped connections (relisting after a 410) and keeps
+    // delivering: each object seen triggers the next, then the history is cut and the
+    // watch dropped.
+    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    let mk = |n: usize| {
+        serde_json::from_value::<ConfigMap>(json!({"metadata": {"name": format!("n{n}")}})).unwrap()
+    };
+    let (mut next, mut started) = (1, false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, stream.try_next())
+            .await
+            .expect("event in time");
+        match ev {
+            Ok(Some(watcher::Event::InitDone)) if !started => {
+                started = true;
+                api.create(&PostParams::default(), &mk(1)).await.unwrap();
+            }
+            Ok(Some(watcher::Event::Apply(o) | watcher::Event::InitApply(o)))
+                if o.metadata.name == Some(format!("n{next}")) =>
+            {
+                if next == 3 {
+                    break;
+                }
+                next += 1;
+                api.create(&PostParams::default(), &mk(next)).await.unwrap();
+                sim.expire_watch_history();
+                sim.drop_watches();
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_subresource_splits_spec_and_status() {
+    let sim = start().await;
+    let c = client(&sim).await;
+    let api: Api<Deployment> = Api::namespaced(c.clone(), "default");
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "s"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+        "status": {"replicas": 99}});
+    let made = api
+        .create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        made.status.is_none_or(|s| s.replicas != Some(99)),
+        "status is dropped on create"
+    );
+    let via_main = api
+        .patch(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 42}})),
+        )
+        .await
+        .unwrap();
+    assert_ne!(via_main.status.and_then(|s| s.replicas), Some(42));
+    let pp = PatchParams::default();
+    let st = api
+        .patch_status(
+            "s",
+            &pp,
+            &Patch::Merge(json!({"spec": {"replicas": 9}, "status": {"replicas": 42}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st.status.unwrap().replicas, Some(42));
+    assert_eq!(
+        st.spec.unwrap().replicas,
+        Some(1),
+        "spec is ignored on the status subresource"
+    );
+    assert_eq!(st.metadata.generation, Some(1));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_inject_errors_throttling_latency_and_offline() {
+    let sim = start().await;
+    // kube retries 429s itself (honouring Retry-After); see the raw answers without that.
+    let retrying = client(&sim).await;
+    let mut cfg = c_config(&sim).await;
+    cfg.default_retry = false;
+    let c = kube::Client::try_from(cfg).unwrap();
+    sim.set_faults(FaultConfig {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    assert_eq!(
+        raw(&c, "GET", "/api/v1/namespaces", None, None).await.code,
+        500
+    );
+    sim.set_faults(FaultConfig {
+        throttle_rate: 1.0,
+        retry_after_seconds: 7,
+        ..Default::default()
+    });
+    let t = raw(&c, "GET", "/api/v1/namespaces", None, None).await;
+    assert_eq!(t.code, 429);
+    assert_eq!(t.headers.get("retry-after").unwrap(), "7");
+    let st: Value = serde_json::from_str(&t.body).unwrap();
+    assert_eq!(st["reason"], "TooManyRequests");
+
+    let api: Api<ConfigMap> = Api::namespaced(retrying, "default");
+    sim.set_faults(FaultConfig {
+        throttle_rate: 1.0,
+        retry_after_seconds: 1,
+        ..Default::default()
+    });
+    let pending =
+        tokio::spawn(async move { api.list(&Default::default()).await.map(|l| l.items.len()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.set_faults(FaultConfig {
+        throttle_rate: 1.0,
+        ..Default::default()
+    });
+    let cur: Value =
+        serde_json::from_str(&raw(&c, "GET", "/simcluster/faults", None, None).await.body).unwrap();
+    assert_eq!(cur["throttleRate"], 1.0);
+    sim.set_faults(FaultConfig::default());
+    assert_eq!(
+        pending
+            .await
+            .unwrap()
+            .expect("the retried request gets through"),
+        0
+    );
+    sim.set_faults(FaultConfig {
+        throttle_rate: 1.0,
+        ..Default::default()
+    });
+
+    // The admin endpoint reads and changes the same switches.
+    let cur: Value =
+        serde_json::from_str(&raw(&c, "GET", "/simcluster/faults", None, None).await.body).unwrap();
+    assert_eq!(cur["throttleRate"], 1.0);
+    let set = raw(
+        &c,
+        "PATCH",
+        "/simcluster/faults",
+        None,
+        Some(json!({"throttleRate": 0.0, "latencyMs": 300})),
+    )
+    .await;
+    assert_eq!(set.code, 200, "{}", set.body);
+    assert_eq!(sim.faults().latency_ms, 300);
+    let started = std::time::Instant::now();
+    assert_eq!(raw(&c, "GET", "/version", None, None).await.code, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    println!("phase: offline");
+    sim.set_faults(FaultConfig {
+        offline: true,
+        ..Default::default()
+    });
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    match api.list(&Default::default()).await {
+        Err(kube::Error::Api(s)) => panic!("offline must not answer, got {s:?}"),
+        Err(_) => {}
+        Ok(_) => panic!("offline cluster answered"),
+    }
+    println!("phase: back online");
+    let back = raw(
+        &c,
+        "PUT",
+        "/simcluster/faults",
+        None,
+        Some(json!({"offline": false})),
+    )
+    .await;
+    assert_eq!(back.code, 200);
+    eventually(10, "cluster back online", || {
+        let api = api.clone();
+        async move { api.list(&Default::default()).await.ok() }
+    })
+    .await;
+
+    println!("phase: forced 410");
+    sim.set_faults(FaultConfig {
+        force_watch_410: true,
+        ..Default::default()
+    });
+    let rv = sim.resource_version();
+    let w = raw(
+        &c,
+        "GET",
+        &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"),
+        None,
+        None,
+    )
+    .await;
+    assert!(w.body.contains("\"code\":410"), "{}", w.body);
+    let mut cfg = c_config(&sim).await;
+    cfg.auth_info = Default::default();
+    let unauth = kube::Client::try_from(cfg).unwrap();
+    assert_eq!(
+        api_err(
+            Api::<ConfigMap>::namespaced(unauth, "default")
+                .list(&Default::default())
+                .await
+        )
+        .code,
+        401
+    );
+    sim.shutdown().await;
+}
+
+async fn c_config(sim: &flotilla_loadtest::simcluster::SimCluster) -> kube::Config {
+    let kc = kube::config::Kubeconfig::from_yaml(&sim.kubeconfig().unwrap()).unwrap();
+    kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .unwrap()
+}
