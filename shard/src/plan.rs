@@ -11,8 +11,8 @@
 //!
 //! Orphans (heaviest first) go to the least-loaded node with room, or to a ring-preferred
 //! node loaded at most a quarter of the ε band more, and somewhere even if no node has room.
-//! Shed shards go to the least-loaded node with room, and only where there is room. So adding a node moves shards only *to* it, and removing
-//! one moves only *its* shards. The result depends only on the inputs' values: members are
+//! Shed shards go to the least-loaded node with room, and only where there is room. So
+//! adding a node moves shards only *to* it, and removing one moves only *its* shards. The result depends only on the inputs' values: members are
 //! sorted, every order is by node id, shard id or a fixed hash, and nothing reads a clock.
 
 use std::cmp::Reverse;
@@ -26,8 +26,9 @@ use crate::ring::{mix, LoadBounds, Ring, PREFERENCE_DEPTH};
 /// The default number of shards of a new cluster; see `docs/ARCHITECTURE.md` for why.
 pub const DEFAULT_SHARD_COUNT: u32 = 4096;
 
-/// Upper bound on shed-and-pull rounds in one plan (each round that moves something
-/// strictly reduces how far nodes are outside their bands; a few rounds suffice).
+/// Upper bound on shed-and-pull rounds in one plan. One or two rounds settle every case the
+/// tests generate; the bound only caps the cost of a pathological input (the next plan then
+/// continues where this one stopped).
 const MAX_ROUNDS: usize = 8;
 
 /// Knobs of the planner.
@@ -169,7 +170,8 @@ pub fn plan(
         // nothing, so that planning the result again finds nothing to do.
         for _ in 0..MAX_ROUNDS {
             let moved = state.moved;
-            state.shed();
+            state.shed_weight();
+            state.shed_count();
             pullers.extend(state.below_floor());
             pullers.sort_by_key(|&i| (state.weight[i], state.count[i], state.live[i]));
             pullers.dedup();
@@ -294,21 +296,17 @@ impl<'a> State<'a> {
         self.moved += 1;
     }
 
-    /// Nodes above a cap hand shards, worst ring affinity first, to the least-loaded nodes
-    /// with room until under the cap (a node that was below a floor then pulls the rest of
-    /// its share in [`State::pull`]). A shard no other node has room for stays: moving it
-    /// would only push another node over a cap, and the next plan would move it back.
-    fn shed(&mut self) {
+    /// Nodes above the weight cap hand shards, worst ring affinity first, to the least-loaded
+    /// nodes with room until under the cap (a new node then pulls the rest of its share in
+    /// [`State::pull`]). A shard no other node has room for stays: moving it would only push
+    /// another node over a cap, and the next plan would move it back.
+    fn shed_weight(&mut self) {
         let b = self.bounds;
         for i in 0..self.live.len() {
-            if self.weight[i] <= b.cap_weight && self.count[i] <= b.cap_count {
+            if self.weight[i] <= b.cap_weight {
                 continue;
             }
-            let mut mine: Vec<usize> = (0..self.owner.len())
-                .filter(|&s| self.owner[s] == Some(i))
-                .collect();
-            mine.sort_by_key(|&s| (Reverse(self.rank(s, i)), self.tiebreak(s, i)));
-            for &s in &mine {
+            for s in self.owned_worst_affinity_first(i) {
                 if self.weight[i] <= b.cap_weight {
                     break;
                 }
@@ -317,18 +315,47 @@ impl<'a> State<'a> {
                     self.hand_off(s);
                 }
             }
-            // Count: shed the lightest shards, so weight barely changes.
-            mine.retain(|&s| self.owner[s] == Some(i));
-            mine.sort_by_key(|&s| self.weights[s]);
+        }
+    }
+
+    /// Nodes above the count cap hand shards to the least-loaded nodes with room: first in
+    /// ring-affinity order while their weight stays at or above the mean (a node heavy in
+    /// both sheds ordinary shards), then the lightest shards, so weight barely changes. The
+    /// count cap wins over the weight floor (a trigger for pulling, not a target): a node
+    /// left below it stops there, as its count leaves no room to pull.
+    fn shed_count(&mut self) {
+        let b = self.bounds;
+        for i in 0..self.live.len() {
+            if self.count[i] <= b.cap_count {
+                continue;
+            }
+            let mut mine = self.owned_worst_affinity_first(i);
             for &s in &mine {
                 if self.count[i] <= b.cap_count {
                     break;
                 }
-                if self.weight[i].saturating_sub(self.weights[s]) >= b.floor_weight {
+                if self.weight[i].saturating_sub(self.weights[s]) >= b.mean_weight_floor {
                     self.hand_off(s);
                 }
             }
+            mine.retain(|&s| self.owner[s] == Some(i));
+            mine.sort_by_key(|&s| self.weights[s]); // stable: affinity order within a weight
+            for s in mine {
+                if self.count[i] <= b.cap_count {
+                    break;
+                }
+                self.hand_off(s);
+            }
         }
+    }
+
+    /// The shards node `i` owns, those the ring prefers it least for first.
+    fn owned_worst_affinity_first(&self, i: usize) -> Vec<usize> {
+        let mut mine: Vec<usize> = (0..self.owner.len())
+            .filter(|&s| self.owner[s] == Some(i))
+            .collect();
+        mine.sort_by_cached_key(|&s| (Reverse(self.rank(s, i)), self.tiebreak(s, i)));
+        mine
     }
 
     /// Gives owned shard `s` to the least-loaded other node with room under the caps, if any.
@@ -432,7 +459,11 @@ impl<'a> State<'a> {
             let mut candidates: Vec<usize> = (0..self.owner.len())
                 .filter(|&s| matches!(self.owner[s], Some(d) if d != p))
                 .collect();
-            candidates.sort_by_cached_key(|&s| (self.rank(s, p), self.tiebreak(s, p)));
+            // Shards the ring prefers `p` for first; among equals, from the most loaded donor.
+            candidates.sort_by_cached_key(|&s| {
+                let donor = self.owner[s].map_or(0, |d| self.weight[d]);
+                (self.rank(s, p), Reverse(donor), self.tiebreak(s, p))
+            });
             // First towards the mean from nodes above it; then, if still below a floor,
             // from anyone who stays above the floors.
             let near_mean = |st: &Self| {

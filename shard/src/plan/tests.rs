@@ -151,6 +151,31 @@ fn targets_balance_and_movement_for_2_to_16_nodes() {
 }
 
 #[test]
+fn a_returning_node_gets_most_of_its_old_shards_back() {
+    // The ring's job: placement and pulls follow each shard's preferred nodes, so a node
+    // that dies and comes back mostly regains what it had (its caches are still warm).
+    let s = DEFAULT_SHARD_COUNT;
+    let keys: Vec<String> = (0..10_000)
+        .map(|i| format!("ns-{}/app-{i}", i % 50))
+        .collect();
+    let weights = shard_weights(keys.iter().map(String::as_str), s);
+    for n in [3u64, 8, 16] {
+        let all: Vec<NodeId> = (1..=n).collect();
+        let rest: Vec<NodeId> = (1..=n).filter(|&m| m != 2).collect();
+        let map = step(&ShardMap::unassigned(s), &all, &all, &weights);
+        let back = step(&step(&map, &all, &rest, &weights), &all, &all, &weights);
+        let before: BTreeSet<ShardId> = map.owned_by(2).into_iter().collect();
+        let after = back.owned_by(2);
+        let kept = after.iter().filter(|s| before.contains(s)).count();
+        assert!(
+            kept * 2 >= after.len(),
+            "N={n}: regained {kept} of {}",
+            after.len()
+        );
+    }
+}
+
+#[test]
 fn first_plan_assigns_everything_and_replanning_changes_nothing() {
     let weights = app_weights(2000, 1, 512);
     let first = plan(
