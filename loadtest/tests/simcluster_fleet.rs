@@ -14,13 +14,30 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 async fn client_for(path: &Path, context: &str) -> kube::Client {
     let kc = Kubeconfig::read_from(path).expect("kubeconfig reads");
-    let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
-    kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("config")).expect("client")
+    let opts = KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &opts)
+            .await
+            .expect("config"),
+    )
+    .expect("client")
 }
 
 #[tokio::test]
 async fn fleet_clusters_are_isolated_and_reachable_through_written_kubeconfigs() {
-    let fleet = SimFleet::start(3, 0, SimConfig { name: "t".into(), ..SimConfig::default() }).await.unwrap();
+    let fleet = SimFleet::start(
+        3,
+        0,
+        SimConfig {
+            name: "t".into(),
+            ..SimConfig::default()
+        },
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     fleet.write_kubeconfigs(dir.path()).unwrap();
     for i in 0..3 {
@@ -29,11 +46,27 @@ async fn fleet_clusters_are_isolated_and_reachable_through_written_kubeconfigs()
     let all = dir.path().join("all.kubeconfig");
     let a: Api<ConfigMap> = Api::namespaced(client_for(&all, "t-0").await, "default");
     let b: Api<ConfigMap> = Api::namespaced(client_for(&all, "t-2").await, "default");
-    a.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "only-in-0"}})).unwrap()).await.unwrap();
+    a.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "only-in-0"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     assert!(a.get("only-in-0").await.is_ok());
-    assert!(b.get("only-in-0").await.is_err(), "clusters do not share objects");
+    assert!(
+        b.get("only-in-0").await.is_err(),
+        "clusters do not share objects"
+    );
     let single = client_for(&dir.path().join("t-1.kubeconfig"), "t-1").await;
-    assert_eq!(Api::<Namespace>::all(single).list(&Default::default()).await.unwrap().items.len(), 4);
+    assert_eq!(
+        Api::<Namespace>::all(single)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
     fleet.shutdown().await;
 }
 
@@ -51,28 +84,49 @@ async fn the_simcluster_command_serves_clusters_and_writes_kubeconfigs() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut urls = vec![];
     loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.expect("output in time").unwrap().expect("ready line");
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("output in time")
+            .unwrap()
+            .expect("ready line");
         if line.starts_with("ready:") {
             break;
         }
         urls.push(line);
     }
     assert_eq!(urls.len(), 2);
-    assert!(urls[1].starts_with("sim-1 https://127.0.0.1:"), "{}", urls[1]);
+    assert!(
+        urls[1].starts_with("sim-1 https://127.0.0.1:"),
+        "{}",
+        urls[1]
+    );
     let all = dir.path().join("all.kubeconfig");
-    let ns = Api::<Namespace>::all(client_for(&all, "sim-1").await).list(&Default::default()).await.unwrap();
-    assert!(ns.items.iter().any(|n| n.metadata.name.as_deref() == Some("default")));
+    let ns = Api::<Namespace>::all(client_for(&all, "sim-1").await)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(ns
+        .items
+        .iter()
+        .any(|n| n.metadata.name.as_deref() == Some("default")));
     // The command in docs/simcluster.md: kubectl with the written kubeconfig.
-    if std::process::Command::new("kubectl").args(["version", "--client"]).output().is_ok() {
+    if std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok()
+    {
         let out = tokio::process::Command::new("kubectl")
-            .arg("--kubeconfig").arg(&all)
+            .arg("--kubeconfig")
+            .arg(&all)
             .args(["--context", "sim-0", "--cache-dir"])
             .arg(dir.path().join("cache"))
             .args(["get", "namespaces"])
             .output()
             .await
             .unwrap();
-        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("kube-system"));
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("kube-system")
+        );
     }
     child.kill().await.unwrap();
 }
