@@ -8,7 +8,7 @@
 //!
 //! Where to start:
 //! - [`map`]: the replicated data types, the key hash and the fence.
-//! - [`plan`]: the leader's planner — [`plan()`] turns the current map, the members, the
+//! - [`mod@plan`]: the leader's planner — [`plan()`] turns the current map, the members, the
 //!   live set and the application count per shard ([`shard_weights`]) into the next map,
 //!   moving as few shards as possible, or says nothing needs to move.
 //! - [`ring`]: the consistent-hash ring (virtual nodes) that orders each shard's preferred
