@@ -405,6 +405,36 @@ proptest! {
     }
 
     #[test]
+    fn after_a_history_of_failures_add_and_death_still_move_minimally(
+        nodes in node_ids(24).prop_filter("two or more", |n| n.len() >= 2),
+        history in proptest::collection::vec(any::<u64>(), 1..5),
+        seed in any::<u64>(),
+        new in 1_000_000u64..2_000_000,
+    ) {
+        // Nodes die and come back (each plan applied), then a new node joins everyone.
+        let s = 2048;
+        let weights = app_weights(10_000, seed, s);
+        let mut map = step(&ShardMap::unassigned(s), &nodes, &nodes, &weights);
+        for mask in history {
+            let alive: Vec<NodeId> = nodes.iter().enumerate()
+                .filter(|(k, _)| *k == 0 || mask >> (k % 64) & 1 == 1).map(|(_, &n)| n).collect();
+            map = step(&map, &nodes, &alive, &weights);
+        }
+        map = step(&map, &nodes, &nodes, &weights);
+        let mut grown = nodes.clone();
+        grown.push(new);
+        let mv = moves(&map, &grown, &grown, &weights);
+        prop_assert!(mv.iter().all(|m| m.to == Some(new)), "a move not to the new node");
+        prop_assert!(within_add_budget(mv.len(), s, grown.len()), "moved {}", mv.len());
+        // And a death after that history moves only the dead node's shards.
+        let gone = nodes[nodes.len() / 2];
+        let rest: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != gone).collect();
+        let mv = moves(&map, &nodes, &rest, &weights);
+        prop_assert!(mv.iter().all(|m| m.from == Some(gone)), "a move not from the dead node");
+        prop_assert_eq!(mv.len(), map.owned_by(gone).len());
+    }
+
+    #[test]
     fn a_death_or_removal_moves_only_that_nodes_shards(
         nodes in node_ids(32).prop_filter("two or more", |n| n.len() >= 2),
         seed in any::<u64>(),
