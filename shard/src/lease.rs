@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::map::{Epoch, FenceError, NodeId, ShardId, ShardMap};
 
-/// Timing knobs of leases and liveness.
+/// Timing knobs of leases and liveness. The safety argument compares one node's lease with
+/// the leader's liveness timeout, so every node must run with the same values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseConfig {
     /// How often a node sends the message that renews its lease.

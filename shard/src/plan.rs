@@ -31,7 +31,8 @@ pub const DEFAULT_SHARD_COUNT: u32 = 4096;
 /// continues where this one stopped).
 const MAX_ROUNDS: usize = 8;
 
-/// Knobs of the planner.
+/// Knobs of the planner. Every node must use the same values: any of them may become the
+/// leader, and a different ring or band would move shards for no reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanConfig {
     /// ε in thousandths: no node above (1+ε)× the mean weight or shard count, and a node
