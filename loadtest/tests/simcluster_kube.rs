@@ -335,3 +335,74 @@ async fn finalizers_and_owner_reference_gc() {
     .await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn label_selector_watch_sees_objects_enter_and_leave() {
+    use kube::api::{WatchEvent, WatchParams};
+    let sim = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, "default");
+    let made = api
+        .create(
+            &PostParams::default(),
+            &cm("m", json!({"tier": "b"}), json!({})),
+        )
+        .await
+        .unwrap();
+    let rv = made.metadata.resource_version.unwrap();
+    let mut w = api
+        .watch(&WatchParams::default().labels("tier=a").timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    for tier in ["a", "b"] {
+        api.patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": tier}}})),
+        )
+        .await
+        .unwrap();
+    }
+    let mut kinds = vec![];
+    while kinds.len() < 2 {
+        match w.try_next().await.unwrap().expect("event") {
+            WatchEvent::Added(_) => kinds.push("ADDED"),
+            WatchEvent::Deleted(_) => kinds.push("DELETED"),
+            WatchEvent::Modified(_) => kinds.push("MODIFIED"),
+            _ => {}
+        }
+    }
+    assert_eq!(kinds, ["ADDED", "DELETED"]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn scale_subresource_reads_and_sets_replicas() {
+    let sim = start().await;
+    let api: Api<Deployment> = Api::namespaced(client(&sim).await, "default");
+    api.patch(
+        "web",
+        &PatchParams::apply("t"),
+        &Patch::Apply(deployment(2, "nginx")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.get_scale("web").await.unwrap().spec.unwrap().replicas,
+        Some(2)
+    );
+    let s = api
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 6}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.spec.unwrap().replicas, Some(6));
+    assert_eq!(
+        api.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(6)
+    );
+    sim.shutdown().await;
+}

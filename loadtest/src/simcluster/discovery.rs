@@ -91,6 +91,10 @@ pub fn resource_list(store: &Store, group: &str, version: &str) -> Option<Value>
                 "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}),
             );
         }
+        if super::ops::has_scale(t) {
+            resources.push(json!({"name": format!("{}/scale", t.plural), "singularName": "", "group": "autoscaling",
+                "version": "v1", "namespaced": t.namespaced, "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+        }
     }
     let gv = if group.is_empty() {
         version.to_string()
@@ -114,8 +118,16 @@ fn resource_v2(t: &ResourceType) -> Value {
     if !t.categories.is_empty() {
         r["categories"] = json!(t.categories);
     }
+    let mut subs = vec![];
     if t.has_status {
-        r["subresources"] = json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
+        subs.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
+    }
+    if super::ops::has_scale(t) {
+        subs.push(json!({"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+            "verbs": ["get", "patch", "update"]}));
+    }
+    if !subs.is_empty() {
+        r["subresources"] = json!(subs);
     }
     r
 }

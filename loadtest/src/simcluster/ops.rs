@@ -546,3 +546,92 @@ pub fn delete(
     }
     Ok((200, typed(gc::delete_object(store, &key, policy), &t.rt)))
 }
+
+/// Whether a type has the `scale` subresource.
+pub fn has_scale(rt: &ResourceType) -> bool {
+    rt.group == "apps"
+        && matches!(
+            rt.plural.as_str(),
+            "deployments" | "replicasets" | "statefulsets"
+        )
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let selector = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|l| {
+            l.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+                     "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// The `scale` subresource: `None` body reads, otherwise a PUT (`content_type` None) or PATCH.
+pub fn scale(
+    store: &mut Store,
+    t: &Target,
+    content_type: Option<&str>,
+    body: Option<&[u8]>,
+    opts: &WriteOpts,
+) -> Result<(u16, Value), ApiError> {
+    let name = t.name()?.to_string();
+    let (gr, ns, _) = t.key(&name);
+    let live = store
+        .get(&gr, &ns, &name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&t.rt.qualified(), &name))?;
+    let current = scale_of(&live);
+    let Some(body) = body else {
+        return Ok((200, current));
+    };
+    let parse = || {
+        serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("the scale body is not valid JSON: {e}")))
+    };
+    let wanted = match content_type.map(|c| c.split(';').next().unwrap_or_default().trim()) {
+        None => parse()?,
+        Some("application/merge-patch+json")
+        | Some("application/strategic-merge-patch+json")
+        | Some("application/apply-patch+yaml") => {
+            let mut s = current.clone();
+            patch::merge_patch(&mut s, &parse()?);
+            s
+        }
+        Some("application/json-patch+json") => {
+            let mut s = current.clone();
+            patch::json::apply(&mut s, &parse()?)?;
+            s
+        }
+        Some(other) => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "unsupported patch type {other:?} for scale"
+            )))
+        }
+    };
+    if let Some(rv) = wanted["metadata"]["resourceVersion"].as_str() {
+        if Some(rv) != meta_str(&live, "resourceVersion") {
+            return Err(ApiError::conflict(&t.rt.qualified(), &name, "the object has been modified; please apply your changes to the latest version and try again"));
+        }
+    }
+    let replicas = wanted["spec"]["replicas"]
+        .as_i64()
+        .ok_or_else(|| ApiError::invalid("Scale", &name, "spec.replicas", "Required value"))?;
+    let mut new = live.clone();
+    new["spec"]["replicas"] = json!(replicas);
+    let main = Target {
+        sub: None,
+        ..t.clone()
+    };
+    let (code, obj) = update_existing(store, &main, &live, new, opts, false)?;
+    Ok((code, scale_of(&obj)))
+}

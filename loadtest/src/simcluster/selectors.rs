@@ -112,7 +112,11 @@ impl LabelSelector {
 
     /// Whether an object's labels match.
     pub fn matches(&self, obj: &Value) -> bool {
-        let labels = &obj["metadata"]["labels"];
+        self.matches_labels(&obj["metadata"]["labels"])
+    }
+
+    /// Whether a labels map matches.
+    pub fn matches_labels(&self, labels: &Value) -> bool {
         self.0.iter().all(|r| {
             let get = |k: &str| labels.get(k).and_then(Value::as_str);
             match r {

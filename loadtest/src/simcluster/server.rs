@@ -328,7 +328,8 @@ async fn route(
         .lock()
         .find_type(group, version, resource)
         .ok_or_else(|| ApiError::no_route(path))?;
-    if sub.is_some_and(|s| s != "status" || !rt.has_status) {
+    let scale = sub == Some("scale") && ops::has_scale(&rt);
+    if sub.is_some_and(|s| !(s == "status" && rt.has_status) && !scale) {
         return Err(ApiError::no_route(path));
     }
     let t = Target {
@@ -377,6 +378,33 @@ async fn route(
                 "the body of the request was in an unknown format - accepted media types include: application/json (got {ct:?}; simcluster speaks JSON only)"
             )));
         }
+    }
+    if scale {
+        let result = match req.method().clone() {
+            Method::GET => ok_json(
+                200,
+                &ops::scale(&mut cluster.lock(), &t, None, None, &opts)?.1,
+            ),
+            Method::PUT | Method::PATCH => {
+                let ct = (req.method() == Method::PATCH).then(|| {
+                    req.headers()
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                });
+                let body = read_body(req).await?;
+                write(cluster, |s| {
+                    ops::scale(s, &t, ct.as_deref(), Some(&body), &opts)
+                })?
+            }
+            m => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "{m} is not supported on {path}"
+                )))
+            }
+        };
+        return Ok(result);
     }
     let method = req.method().clone();
     let result = match (method, &t.name) {

@@ -48,6 +48,9 @@ pub struct Event {
     pub ns: String,
     /// The object after the change (before, for deletions, with the deletion's version).
     pub object: Value,
+    /// Labels before a modification (watches with label selectors turn a change of
+    /// labels into ADDED or DELETED).
+    pub old_labels: Option<Value>,
 }
 
 /// Storage key: group/plural, namespace, name.
@@ -113,11 +116,12 @@ impl Store {
     pub fn put(&mut self, key: Key, mut obj: Value, kind: EventType) -> Value {
         self.rv += 1;
         metadata_mut(&mut obj).insert("resourceVersion".into(), Value::String(self.rv.to_string()));
-        self.objects.insert(key.clone(), obj.clone());
+        let prev = self.objects.insert(key.clone(), obj.clone());
         if key.0 == "apiextensions.k8s.io/customresourcedefinitions" {
             self.refresh_crds();
         }
-        self.emit(key, kind, obj.clone());
+        let old_labels = prev.map(|p| p["metadata"]["labels"].clone());
+        self.emit(key, kind, obj.clone(), old_labels);
         obj
     }
 
@@ -129,17 +133,18 @@ impl Store {
         if key.0 == "apiextensions.k8s.io/customresourcedefinitions" {
             self.refresh_crds();
         }
-        self.emit(key.clone(), EventType::Deleted, obj.clone());
+        self.emit(key.clone(), EventType::Deleted, obj.clone(), None);
         Some(obj)
     }
 
-    fn emit(&mut self, key: Key, kind: EventType, object: Value) {
+    fn emit(&mut self, key: Key, kind: EventType, object: Value, old_labels: Option<Value>) {
         let ev = Arc::new(Event {
             rv: self.rv,
             kind,
             gr: key.0.clone(),
             ns: key.1.clone(),
             object,
+            old_labels,
         });
         if self.history.len() >= HISTORY {
             if let Some(old) = self.history.pop_front() {

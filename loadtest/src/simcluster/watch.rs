@@ -3,7 +3,7 @@
 
 use super::ops::{matching, typed, ListQuery, Target};
 use super::status::ApiError;
-use super::store::Event;
+use super::store::{Event, EventType};
 use super::Cluster;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -49,15 +49,29 @@ pub fn expired_line(rv: &str) -> Bytes {
     line(&json!({"type": "ERROR", "object": err.to_status()}))
 }
 
-fn relevant(t: &Target, q: &ListQuery, e: &Event) -> bool {
-    e.gr == t.rt.group_resource()
-        && (!t.rt.namespaced || t.ns.as_ref().is_none_or(|ns| *ns == e.ns))
-        && q.labels.matches(&e.object)
-        && q.fields.matches(&e.object)
+/// The event type a watch sees for a change, if any: a modification that moves an object
+/// into or out of the selection is an ADDED or DELETED for this watch.
+fn seen_as(t: &Target, q: &ListQuery, e: &Event) -> Option<EventType> {
+    if e.gr != t.rt.group_resource()
+        || (t.rt.namespaced && t.ns.as_ref().is_some_and(|ns| *ns != e.ns))
+        || !q.fields.matches(&e.object)
+    {
+        return None;
+    }
+    let now = q.labels.matches(&e.object);
+    match (e.kind, &e.old_labels) {
+        (EventType::Modified, Some(old)) => match (q.labels.matches_labels(old), now) {
+            (true, true) => Some(EventType::Modified),
+            (false, true) => Some(EventType::Added),
+            (true, false) => Some(EventType::Deleted),
+            (false, false) => None,
+        },
+        (kind, _) => now.then_some(kind),
+    }
 }
 
-fn event_line(t: &Target, e: &Event) -> Bytes {
-    line(&json!({"type": e.kind.as_str(), "object": typed(e.object.clone(), &t.rt)}))
+fn event_line(t: &Target, kind: EventType, e: &Event) -> Bytes {
+    line(&json!({"type": kind.as_str(), "object": typed(e.object.clone(), &t.rt)}))
 }
 
 /// Starts a watch; the receiver yields the lines of the response body.
@@ -88,8 +102,7 @@ pub(crate) fn start(
             Some(rv) if !p.initial_events => match store.events_since(rv) {
                 Some(evs) => first.extend(
                     evs.iter()
-                        .filter(|e| relevant(&t, &q, e))
-                        .map(|e| event_line(&t, e)),
+                        .filter_map(|e| seen_as(&t, &q, e).map(|k| event_line(&t, k, e))),
                 ),
                 None => {
                     let _ = tx.try_send(expired_line(&rv.to_string()));
@@ -133,8 +146,10 @@ pub(crate) fn start(
                     Ok(e) => {
                         if e.rv <= last_rv { continue; }
                         last_rv = e.rv;
-                        if relevant(&t, &q, &e) && tx.send(event_line(&t, &e)).await.is_err() {
-                            return;
+                        if let Some(kind) = seen_as(&t, &q, &e) {
+                            if tx.send(event_line(&t, kind, &e)).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     // A watch that fell behind the fan-out is closed; the client re-watches.
