@@ -329,7 +329,7 @@ async fn route(
         .find_type(group, version, resource)
         .ok_or_else(|| ApiError::no_route(path))?;
     let scale = sub == Some("scale") && ops::has_scale(&rt);
-    if sub.is_some_and(|s| !(s == "status" && rt.has_status) && !scale) {
+    if sub.is_some_and(|s| !(scale || (s == "status" && rt.has_status))) {
         return Err(ApiError::no_route(path));
     }
     let t = Target {
