@@ -382,5 +382,19 @@ async fn kubectl_uses_a_crd_created_at_run_time() {
     k.ok(&["delete", "crd", "widgets.example.com"], None).await;
     let gone = k.run_with(&["get", "widgets.example.com"], None).await;
     assert!(!gone.ok, "the type is gone with its CRD");
+    // A re-created definition starts empty: instances went with the old one.
+    k.ok(&["apply", "-f", "-"], Some(CRD)).await;
+    k.ok(&["apply", "-f", "-"], Some(WIDGET)).await;
+    k.ok(&["delete", "crd", "widgets.example.com"], None).await;
+    k.ok(&["apply", "-f", "-"], Some(CRD)).await;
+    let empty = k
+        .run_with(&["get", "widgets.example.com", "-o", "name"], None)
+        .await;
+    assert!(
+        empty.ok && empty.stdout.trim().is_empty(),
+        "{} {}",
+        empty.stdout,
+        empty.stderr
+    );
     sim.shutdown().await;
 }

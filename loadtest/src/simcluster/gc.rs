@@ -52,6 +52,22 @@ fn delete_inner(store: &mut Store, key: &Key, policy: &str) -> Value {
             store.remove(&k);
         }
     }
+    if key.0 == "apiextensions.k8s.io/customresourcedefinitions" {
+        // The custom resources go with their definition.
+        let gr = format!(
+            "{}/{}",
+            obj["spec"]["group"].as_str().unwrap_or_default(),
+            obj["spec"]["names"]["plural"].as_str().unwrap_or_default()
+        );
+        let instances: Vec<Key> = store
+            .all()
+            .filter(|(k, _)| k.0 == gr)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in instances {
+            store.remove(&k);
+        }
+    }
     if policy == "Orphan" {
         let dependents: Vec<(Key, Value)> = store
             .all()
