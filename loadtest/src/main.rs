@@ -14,6 +14,9 @@ struct Cli {
 enum Command {
     /// Print the version and exit.
     Version,
+    /// Run simulated Kubernetes API servers and write kubeconfigs for them.
+    #[cfg(feature = "simcluster")]
+    Simcluster(flotilla_loadtest::simcluster::cli::SimclusterArgs),
     /// Benchmark durable writes of a 3-member store (optionally against etcd).
     Store(store::StoreArgs),
     /// One member of the store benchmark's group (started by `store`).
@@ -25,6 +28,15 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("flotilla-loadtest {}", env!("CARGO_PKG_VERSION")),
+        #[cfg(feature = "simcluster")]
+        Command::Simcluster(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .init();
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(flotilla_loadtest::simcluster::cli::run(args))?;
+        }
         Command::Store(args) => tokio::runtime::Runtime::new()?.block_on(store::run(args))?,
         Command::StoreMember(args) => {
             tracing_subscriber::fmt()
