@@ -261,7 +261,7 @@ impl SourceCache {
         if freshness == Freshness::Cached && mirror.path.join("HEAD").exists() {
             let (path, rev, u) = (mirror.path.clone(), revision.to_string(), url.to_string());
             let found = blocking(move || {
-                let repo = open(&path, &u)?;
+                let repo = open_cached(&path, &u)?;
                 tree::resolve_revision(&repo, &u, &rev)
             })
             .await;
@@ -275,7 +275,7 @@ impl SourceCache {
         self.fetch(url).await?;
         let (path, rev, u) = (mirror.path.clone(), revision.to_string(), url.to_string());
         let commit = blocking(move || {
-            let repo = open(&path, &u)?;
+            let repo = open_cached(&path, &u)?;
             tree::resolve_revision(&repo, &u, &rev)
         })
         .await?;
@@ -295,7 +295,7 @@ impl SourceCache {
         let mirror = self.mirror(url);
         let (path, u) = (mirror.path.clone(), url.to_string());
         match tokio::task::spawn_blocking(move || {
-            let repo = open(&path, &u)?;
+            let repo = open_cached(&path, &u)?;
             f(&repo)
         })
         .await
@@ -325,6 +325,30 @@ fn fetch_url(url: &str) -> String {
 
 fn open(path: &Path, url: &str) -> Result<git2::Repository, SourceError> {
     git2::Repository::open_bare(path).map_err(git_err(format!("open mirror of {url}")))
+}
+
+/// Mirrors opened on this (blocking) thread, kept open: opening a repository reads its
+/// config and refs, which dominates cheap reads. libgit2 re-reads refs from disk and
+/// rescans packs when an object is missing, so a handle sees later fetches.
+const OPEN_PER_THREAD: usize = 64;
+
+thread_local! {
+    static OPEN: std::cell::RefCell<HashMap<PathBuf, std::rc::Rc<git2::Repository>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+fn open_cached(path: &Path, url: &str) -> Result<std::rc::Rc<git2::Repository>, SourceError> {
+    OPEN.with_borrow_mut(|map| {
+        if let Some(r) = map.get(path) {
+            return Ok(r.clone());
+        }
+        let repo = std::rc::Rc::new(open(path, url)?);
+        if map.len() >= OPEN_PER_THREAD {
+            map.clear();
+        }
+        map.insert(path.to_path_buf(), repo.clone());
+        Ok(repo)
+    })
 }
 
 async fn blocking<T, F>(f: F) -> Result<T, SourceError>
