@@ -375,3 +375,50 @@ async fn c_config(sim: &flotilla_loadtest::simcluster::SimCluster) -> kube::Conf
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn apply_creates_with_201_and_removes_fields_the_manager_dropped() {
+    let sim = start().await;
+    let mut cfg = c_config(&sim).await;
+    cfg.default_retry = false;
+    let c = kube::Client::try_from(cfg).unwrap();
+    let path = "/api/v1/namespaces/default/configmaps/applied?fieldManager=me";
+    let send = |body: Value| {
+        let c = c.clone();
+        async move {
+            let req = http::Request::builder()
+                .method("PATCH")
+                .uri(path)
+                .header("Content-Type", "application/apply-patch+yaml")
+                .body(Body::from(body.to_string().into_bytes()))
+                .unwrap();
+            let resp = c.send(req).await.unwrap();
+            let code = resp.status().as_u16();
+            let v: Value =
+                serde_json::from_slice(&resp.into_body().collect_bytes().await.unwrap()).unwrap();
+            (code, v)
+        }
+    };
+    let full = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied", "labels": {"a": "1", "b": "2"}}, "data": {"x": "1", "y": "2"}});
+    let (code, first) = send(full.clone()).await;
+    assert_eq!(code, 201, "{first}");
+    let (code, again) = send(full).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        again["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"],
+        "no-op apply"
+    );
+    let (_, less) = send(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied", "labels": {"a": "1"}}, "data": {"x": "1"}})).await;
+    assert_eq!(less["metadata"]["labels"], json!({"a": "1"}));
+    assert_eq!(less["data"], json!({"x": "1"}));
+    let fields = &less["metadata"]["managedFields"][0];
+    assert_eq!(
+        (fields["manager"].as_str(), fields["operation"].as_str()),
+        (Some("me"), Some("Apply"))
+    );
+    assert_eq!(
+        fields["fieldsV1"],
+        json!({"f:data": {"f:x": {}}, "f:metadata": {"f:labels": {"f:a": {}}}})
+    );
+    sim.shutdown().await;
+}

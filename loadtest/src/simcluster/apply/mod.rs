@@ -230,6 +230,23 @@ pub fn apply(
         }
     }
     merge_into(&mut merged, applied, !custom, "");
+    let unchanged_fields = entries.iter().any(|e| {
+        e.manager == manager
+            && e.operation == "Apply"
+            && e.subresource.is_empty()
+            && e.fields == afields
+    });
+    let mut bare_merged = merged.clone();
+    let mut bare_live = live.clone();
+    for o in [&mut bare_merged, &mut bare_live] {
+        if let Some(m) = o["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+    }
+    if conflicts.is_empty() && unchanged_fields && bare_merged == bare_live {
+        // A no-op apply changes nothing, not even the manager's timestamp.
+        return Ok(live.clone());
+    }
     entry(&mut entries, manager, "Apply", &api_version, "").fields = afields;
     write_managed(&mut merged, &entries);
     Ok(merged)
