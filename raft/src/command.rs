@@ -4,6 +4,7 @@
 //! command, so applying the same log gives the same state on every node.
 
 use std::fmt;
+use std::sync::Arc;
 
 use flotilla_shard::{Epoch, FenceError, NodeId, ShardMap};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -13,29 +14,56 @@ pub type UnixMillis = i64;
 
 /// An opaque JSON document (an application spec, a status, an operation's result).
 ///
-/// The store never looks inside; the node crate defines the schemas. It is serialized as JSON
-/// text, so that compact binary encodings (the log uses bincode) can carry it.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Json(pub serde_json::Value);
+/// The store never looks inside; the node crate defines the schemas. It holds the document's
+/// JSON text, checked once when built from a value and then carried as-is through the log,
+/// the network and the state machine, so replication never re-parses it. Two documents are
+/// equal when their texts are: build them with [`Json::from`] (serde_json's output is
+/// deterministic for equal values) to compare like with like.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Json(Arc<str>);
 
-impl Serialize for Json {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0.to_string())
+impl Default for Json {
+    /// JSON `null`.
+    fn default() -> Self {
+        Json(Arc::from("null"))
     }
 }
 
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        serde_json::from_str(&text)
-            .map(Json)
-            .map_err(serde::de::Error::custom)
+impl Json {
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parse the text back into a value.
+    pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+
+    /// Take JSON text, checking that it parses.
+    pub fn parse(text: &str) -> Result<Json, serde_json::Error> {
+        serde_json::from_str::<serde::de::IgnoredAny>(text)?;
+        Ok(Json(Arc::from(text)))
     }
 }
 
 impl From<serde_json::Value> for Json {
     fn from(v: serde_json::Value) -> Self {
-        Json(v)
+        Json(Arc::from(v.to_string()))
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Trusted: the text was checked when the proposer built it.
+        let text = String::deserialize(deserializer)?;
+        Ok(Json(Arc::from(text)))
     }
 }
 

@@ -59,7 +59,7 @@ impl StoreConfig {
             cache_bytes: 64 << 20,
             proposal_queue: 16_384,
             max_batch: 1024,
-            max_inflight_batches: 16,
+            max_inflight_batches: 2,
             change_buffer: 8192,
             rpc_timeout: Duration::from_secs(5),
             leader_wait: Duration::from_secs(10),

@@ -290,7 +290,7 @@ async fn stale_epoch_status_write_is_rejected_at_the_proposer() {
         app: "team/web".into(),
         node: 1,
         epoch,
-        status: Json(serde_json::json!({"sync": "Synced"})),
+        status: Json::from(serde_json::json!({"sync": "Synced"})),
         at: 7,
     };
 
@@ -299,7 +299,7 @@ async fn stale_epoch_status_write_is_rejected_at_the_proposer() {
     follower
         .propose(Command::PutApp {
             app: "team/web".into(),
-            spec: Json(serde_json::json!({})),
+            spec: Json::from(serde_json::json!({})),
             at: 1,
         })
         .await

@@ -235,7 +235,7 @@ async fn run_flotilla(args: &StoreArgs, dir: &std::path::Path) -> anyhow::Result
             for i in 0..n {
                 let cmd = Command::PutApp {
                     app: format!("bench/w{w}-{i}"),
-                    spec: Json(flotilla_raft::serde_json::Value::String(value.clone())),
+                    spec: Json::from(flotilla_raft::serde_json::Value::String(value.clone())),
                     at: i as i64,
                 };
                 let t = Instant::now();

@@ -25,7 +25,7 @@ fn run(mem: &mut Mem, cmds: &[Command]) -> Vec<CommandResult> {
 fn put_app(app: &str, spec: serde_json::Value) -> Command {
     Command::PutApp {
         app: app.into(),
-        spec: Json(spec),
+        spec: Json::from(spec),
         at: 1,
     }
 }
@@ -35,7 +35,7 @@ fn status(app: &str, node: u64, epoch: u64) -> Command {
         app: app.into(),
         node,
         epoch,
-        status: Json(json!({"health": "Healthy"})),
+        status: Json::from(json!({"health": "Healthy"})),
         at: 2,
     }
 }
@@ -165,7 +165,7 @@ fn operations_start_once_and_finish_once() {
         node,
         epoch: 1,
         op_id: id.into(),
-        request: Json(json!({"revision": "abc"})),
+        request: Json::from(json!({"revision": "abc"})),
         at: 3,
     };
     let finish = |id: &str| Command::OperationFinished {
@@ -173,7 +173,7 @@ fn operations_start_once_and_finish_once() {
         node: 1,
         epoch: 1,
         op_id: id.into(),
-        result: Json(json!({"phase": "Succeeded"})),
+        result: Json::from(json!({"phase": "Succeeded"})),
         at: 4,
     };
     let r = run(
@@ -273,4 +273,16 @@ fn json_payloads_survive_bincode() {
     let bytes = bincode::serialize(&cmd).expect("encode");
     let back: Command = bincode::deserialize(&bytes).expect("decode");
     assert_eq!(back, cmd);
+}
+
+#[test]
+fn json_text_is_checked_and_round_trips() {
+    assert!(Json::parse("{\"a\": [1, 2]}").is_ok());
+    assert!(Json::parse("{not json").is_err());
+    let j = Json::from(json!({"b": 1, "a": "x"}));
+    assert_eq!(j.to_value().expect("parse"), json!({"b": 1, "a": "x"}));
+    assert_eq!(
+        Json::default().to_value().expect("parse"),
+        serde_json::Value::Null
+    );
 }

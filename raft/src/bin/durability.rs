@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
                 let app = format!("dur/w{w}-{i}");
                 let cmd = Command::PutApp {
                     app: app.clone(),
-                    spec: Json(serde_json::json!({"i": i})),
+                    spec: Json::from(serde_json::json!({"i": i})),
                     at: i,
                 };
                 if store.propose(cmd).await.is_err() || tx.send(app).await.is_err() {

@@ -95,7 +95,7 @@ pub async fn wait_leader(stores: &[Store]) -> usize {
 pub fn put_app(i: usize) -> Command {
     Command::PutApp {
         app: format!("test/app-{i}"),
-        spec: Json(serde_json::json!({"i": i})),
+        spec: Json::from(serde_json::json!({"i": i})),
         at: i as i64,
     }
 }
