@@ -67,6 +67,35 @@ pub struct ListQuery {
     pub cont: Option<String>,
 }
 
+/// The `openAPIV3Schema` of a custom type's version (Null for built-ins or when absent).
+fn crd_schema(store: &Store, rt: &ResourceType) -> Value {
+    if !rt.custom {
+        return Value::Null;
+    }
+    store
+        .get(
+            "apiextensions.k8s.io/customresourcedefinitions",
+            "",
+            &format!("{}.{}", rt.plural, rt.group),
+        )
+        .and_then(|crd| {
+            crd["spec"]["versions"]
+                .as_array()?
+                .iter()
+                .find(|v| v["name"] == rt.version.as_str())
+                .map(|v| v["schema"]["openAPIV3Schema"].clone())
+        })
+        .unwrap_or(Value::Null)
+}
+
+fn lists_for<'a>(rt: &ResourceType, schema: &'a Value) -> apply::fieldset::Lists<'a> {
+    if rt.custom {
+        apply::fieldset::Lists::Schema(schema)
+    } else {
+        apply::fieldset::Lists::Builtin
+    }
+}
+
 /// Sets `apiVersion` and `kind` as the requested version spells them.
 pub fn typed(mut obj: Value, rt: &ResourceType) -> Value {
     if let Value::Object(m) = &mut obj {
@@ -262,7 +291,8 @@ pub fn create(
     apply_defaults(&mut obj, &t.rt);
     initial_status(&mut obj, &t.rt);
     if !obj["metadata"]["managedFields"].is_array() {
-        apply::record_update(None, &mut obj, &opts.manager, t.rt.custom, "");
+        let schema = crd_schema(store, &t.rt);
+        apply::record_update(None, &mut obj, &opts.manager, lists_for(&t.rt, &schema), "");
     }
     if opts.dry_run {
         return Ok((201, obj));
@@ -374,7 +404,14 @@ pub fn update_existing(
             .is_none_or(|m| *m == old["metadata"]["managedFields"])
     {
         let sub = if status_write { "status" } else { "" };
-        apply::record_update(Some(old), &mut new, &opts.manager, t.rt.custom, sub);
+        let schema = crd_schema(store, &t.rt);
+        apply::record_update(
+            Some(old),
+            &mut new,
+            &opts.manager,
+            lists_for(&t.rt, &schema),
+            sub,
+        );
     }
     if (t.rt.has_status || t.rt.custom) && spec_part(&new) != spec_part(old) {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
@@ -462,7 +499,14 @@ pub fn patch(
         }
         let Some(live) = live else {
             metadata_mut(&mut applied).insert("name".into(), json!(name));
-            let merged = apply::apply(None, &applied, &opts.manager, opts.force, t.rt.custom)?;
+            let schema = crd_schema(store, &t.rt);
+            let merged = apply::apply(
+                None,
+                &applied,
+                &opts.manager,
+                opts.force,
+                lists_for(&t.rt, &schema),
+            )?;
             return create(store, t, merged, opts);
         };
         if let Some(rv) = meta_str(&applied, "resourceVersion") {
@@ -470,12 +514,13 @@ pub fn patch(
                 return Err(ApiError::conflict(&t.rt.qualified(), &name, "the object has been modified; please apply your changes to the latest version and try again"));
             }
         }
+        let schema = crd_schema(store, &t.rt);
         let mut merged = apply::apply(
             Some(&live),
             &applied,
             &opts.manager,
             opts.force,
-            t.rt.custom,
+            lists_for(&t.rt, &schema),
         )?;
         if let Some(rv) = meta_str(&live, "resourceVersion") {
             metadata_mut(&mut merged).insert("resourceVersion".into(), json!(rv));

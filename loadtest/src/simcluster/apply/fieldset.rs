@@ -141,14 +141,72 @@ pub fn item_key(item: &Value, keys: &[&str]) -> String {
     Value::Object(m).to_string()
 }
 
-/// Whether list fields below this point use built-in list semantics.
-fn lists_are_builtin(custom: bool, path: &[String]) -> bool {
-    !custom || path.first().is_some_and(|p| p == "f:metadata")
+/// Where list semantics come from: the built-in kinds' merge keys, or a CRD's structural
+/// schema (`x-kubernetes-list-type`, `x-kubernetes-list-map-keys`; unmarked lists are atomic).
+#[derive(Debug, Clone, Copy)]
+pub enum Lists<'a> {
+    /// Built-in kinds.
+    Builtin,
+    /// A custom resource with its `openAPIV3Schema` (Null when unknown).
+    Schema(&'a Value),
 }
 
-/// The field set an object (or applied configuration) sets.
-/// `custom` objects have atomic lists outside metadata; `skip_status` drops `.status`.
-pub fn fields_of(obj: &Value, custom: bool, skip_status: bool) -> FieldSet {
+/// How one list merges.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListKind {
+    /// Items merge by these key fields.
+    Map(Vec<String>),
+    /// Primitive items form a set.
+    Set,
+    /// The list is owned and replaced whole.
+    Atomic,
+}
+
+/// The kind of a list field. `schema` is the list's schema node (custom resources only).
+pub fn list_kind(name: &str, items: &[Value], builtin: bool, schema: &Value) -> ListKind {
+    if builtin {
+        if let Some(keys) = list_map_keys(name, items.first()) {
+            return ListKind::Map(keys.iter().map(|k| k.to_string()).collect());
+        }
+        if is_set_list(name) && items.iter().all(|i| !i.is_object() && !i.is_array()) {
+            return ListKind::Set;
+        }
+        return ListKind::Atomic;
+    }
+    match schema["x-kubernetes-list-type"].as_str() {
+        Some("map") => ListKind::Map(
+            schema["x-kubernetes-list-map-keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect(),
+        ),
+        Some("set") => ListKind::Set,
+        _ => ListKind::Atomic,
+    }
+}
+
+/// The schema node of a map field's child.
+pub fn child_schema<'a>(schema: &'a Value, key: &str) -> &'a Value {
+    match schema["properties"].get(key) {
+        Some(s) => s,
+        None => &schema["additionalProperties"],
+    }
+}
+
+/// The root schema and whether built-in list rules apply.
+fn roots<'a>(lists: Lists<'a>) -> (&'a Value, bool) {
+    static NULL: Value = Value::Null;
+    match lists {
+        Lists::Builtin => (&NULL, true),
+        Lists::Schema(s) => (s, false),
+    }
+}
+
+/// The field set an object (or applied configuration) sets; `skip_status` drops `.status`.
+pub fn fields_of(obj: &Value, lists: Lists<'_>, skip_status: bool) -> FieldSet {
+    let (schema, builtin) = roots(lists);
     let mut out = FieldSet::default();
     if let Some(m) = obj.as_object() {
         for (k, v) in m {
@@ -160,9 +218,8 @@ pub fn fields_of(obj: &Value, custom: bool, skip_status: bool) -> FieldSet {
                 if let Some(mm) = v.as_object() {
                     for (mk, mv) in mm {
                         if !UNTRACKED_META.contains(&mk.as_str()) {
-                            let path = vec!["f:metadata".to_string(), format!("f:{mk}")];
                             meta.0
-                                .insert(format!("f:{mk}"), field_node(mk, mv, custom, &path));
+                                .insert(format!("f:{mk}"), field_node(mk, mv, true, &Value::Null));
                         }
                     }
                 }
@@ -171,59 +228,53 @@ pub fn fields_of(obj: &Value, custom: bool, skip_status: bool) -> FieldSet {
                 }
                 continue;
             }
-            let path = vec![format!("f:{k}")];
-            out.0
-                .insert(format!("f:{k}"), field_node(k, v, custom, &path));
+            out.0.insert(
+                format!("f:{k}"),
+                field_node(k, v, builtin, child_schema(schema, k)),
+            );
         }
     }
     out
 }
 
-fn field_node(name: &str, v: &Value, custom: bool, path: &Path) -> FieldSet {
+fn map_node(m: &serde_json::Map<String, Value>, builtin: bool, schema: &Value) -> FieldSet {
+    let mut node = FieldSet::default();
+    for (k, c) in m {
+        node.0.insert(
+            format!("f:{k}"),
+            field_node(k, c, builtin, child_schema(schema, k)),
+        );
+    }
+    node
+}
+
+fn field_node(name: &str, v: &Value, builtin: bool, schema: &Value) -> FieldSet {
     match v {
-        Value::Object(m) if !m.is_empty() => {
-            let mut node = FieldSet::default();
-            for (k, c) in m {
-                let mut p = path.clone();
-                p.push(format!("f:{k}"));
-                node.0
-                    .insert(format!("f:{k}"), field_node(k, c, custom, &p));
-            }
-            node
-        }
-        Value::Array(items) if !items.is_empty() && lists_are_builtin(custom, path) => {
-            if let Some(keys) = list_map_keys(name, items.first()) {
+        Value::Object(m) if !m.is_empty() => map_node(m, builtin, schema),
+        Value::Array(items) if !items.is_empty() => match list_kind(name, items, builtin, schema) {
+            ListKind::Map(keys) => {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let item_schema = &schema["items"];
                 let mut node = FieldSet::default();
                 for item in items {
-                    let key = format!("k:{}", item_key(item, keys));
-                    let mut p = path.clone();
-                    p.push(key.clone());
                     let mut child = match item {
-                        Value::Object(m) if !m.is_empty() => {
-                            let mut c = FieldSet::default();
-                            for (k, iv) in m {
-                                let mut ip = p.clone();
-                                ip.push(format!("f:{k}"));
-                                c.0.insert(format!("f:{k}"), field_node(k, iv, custom, &ip));
-                            }
-                            c
-                        }
+                        Value::Object(m) if !m.is_empty() => map_node(m, builtin, item_schema),
                         _ => FieldSet::default(),
                     };
                     child.0.insert(".".into(), FieldSet::default());
-                    node.0.insert(key, child);
+                    node.0.insert(format!("k:{}", item_key(item, &keys)), child);
                 }
                 node
-            } else if is_set_list(name) && items.iter().all(|i| !i.is_object() && !i.is_array()) {
+            }
+            ListKind::Set => {
                 let mut node = FieldSet::default();
                 for item in items {
                     node.0.insert(format!("v:{item}"), FieldSet::default());
                 }
                 node
-            } else {
-                FieldSet::default()
             }
-        }
+            ListKind::Atomic => FieldSet::default(),
+        },
         _ => FieldSet::default(),
     }
 }

@@ -6,10 +6,12 @@
 
 pub mod fieldset;
 
-use super::kinds::{is_set_list, list_map_keys};
 use super::meta::now_rfc3339;
 use super::status::ApiError;
-use fieldset::{display_path, fields_of, item_key, remove_at, value_at, FieldSet, Path};
+use fieldset::{
+    child_schema, display_path, fields_of, item_key, list_kind, remove_at, value_at, FieldSet,
+    ListKind, Lists, Path,
+};
 use serde_json::{json, Map, Value};
 
 /// Annotation where client-side `kubectl apply` keeps its last applied configuration.
@@ -111,12 +113,18 @@ fn entry<'a>(
 
 /// Records a non-apply write: fields it changed move to `manager` (operation `Update`),
 /// fields it removed leave every manager. `new` gets the resulting `managedFields`.
-pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, custom: bool, sub: &str) {
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    lists: Lists<'_>,
+    sub: &str,
+) {
     let empty = Value::Null;
     let old_v = old.unwrap_or(&empty);
     let mut entries = old.map(read_managed).unwrap_or_default();
-    let new_fields = fields_of(new, custom, false);
-    let old_fields = fields_of(old_v, custom, false);
+    let new_fields = fields_of(new, lists, false);
+    let old_fields = fields_of(old_v, lists, false);
     let changed: Vec<Path> = new_fields
         .leaves()
         .into_iter()
@@ -157,13 +165,13 @@ pub fn apply(
     applied: &Value,
     manager: &str,
     force: bool,
-    custom: bool,
+    lists: Lists<'_>,
 ) -> Result<Value, ApiError> {
     let api_version = applied["apiVersion"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let afields = fields_of(applied, custom, false);
+    let afields = fields_of(applied, lists, false);
     let Some(live) = live else {
         let mut obj = applied.clone();
         let mut entries = vec![];
@@ -193,7 +201,7 @@ pub fn apply(
         .as_str()
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
     {
-        let last_fields = fields_of(&last, custom, false);
+        let last_fields = fields_of(&last, lists, false);
         let (taken, rest): (Vec<_>, Vec<_>) = conflicts.into_iter().partition(|(i, p)| {
             entries[*i].manager == CLIENT_SIDE_APPLY && last_fields.contains(p)
         });
@@ -229,7 +237,11 @@ pub fn apply(
             remove_at(&mut merged, p);
         }
     }
-    merge_into(&mut merged, applied, !custom, "");
+    let (schema, builtin) = match lists {
+        Lists::Builtin => (&Value::Null, true),
+        Lists::Schema(s) => (s, false),
+    };
+    merge_into(&mut merged, applied, builtin, schema, "");
     let unchanged_fields = entries.iter().any(|e| {
         e.manager == manager
             && e.operation == "Apply"
@@ -298,36 +310,47 @@ fn conflict_error(entries: &[Managed], conflicts: &[(usize, Path)]) -> ApiError 
 
 /// Merges an applied value into a live one: maps field by field, keyed lists item by item,
 /// set lists as unions, everything else replaced.
-fn merge_into(live: &mut Value, applied: &Value, builtin_lists: bool, field: &str) {
+fn merge_into(live: &mut Value, applied: &Value, builtin: bool, schema: &Value, field: &str) {
     match (live, applied) {
         (Value::Object(l), Value::Object(a)) => {
             for (k, av) in a {
-                let lists = builtin_lists || (field.is_empty() && k == "metadata");
+                // Metadata follows the built-in rules in every kind.
+                let (b, s) = if field.is_empty() && k == "metadata" {
+                    (true, &Value::Null)
+                } else {
+                    (builtin, child_schema(schema, k))
+                };
                 match l.get_mut(k) {
-                    Some(lv) => merge_into(lv, av, lists, k),
+                    Some(lv) => merge_into(lv, av, b, s, k),
                     None => {
                         l.insert(k.clone(), av.clone());
                     }
                 }
             }
         }
-        (Value::Array(l), Value::Array(a)) if builtin_lists => {
-            if let Some(keys) = list_map_keys(field, a.first().or(l.first())) {
-                for item in a {
-                    let key = item_key(item, keys);
-                    match l.iter_mut().find(|x| item_key(x, keys) == key) {
-                        Some(existing) => merge_into(existing, item, true, ""),
-                        None => l.push(item.clone()),
+        (Value::Array(l), Value::Array(a)) => {
+            let sample: Vec<Value> = a.first().or(l.first()).cloned().into_iter().collect();
+            match list_kind(field, &sample, builtin, schema) {
+                ListKind::Map(keys) => {
+                    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                    for item in a {
+                        let key = item_key(item, &keys);
+                        match l.iter_mut().find(|x| item_key(x, &keys) == key) {
+                            Some(existing) => {
+                                merge_into(existing, item, builtin, &schema["items"], "")
+                            }
+                            None => l.push(item.clone()),
+                        }
                     }
                 }
-            } else if is_set_list(field) {
-                for item in a {
-                    if !l.contains(item) {
-                        l.push(item.clone());
+                ListKind::Set => {
+                    for item in a {
+                        if !l.contains(item) {
+                            l.push(item.clone());
+                        }
                     }
                 }
-            } else {
-                *l = a.clone();
+                ListKind::Atomic => *l = a.clone(),
             }
         }
         (l, a) => *l = a.clone(),
