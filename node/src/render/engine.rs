@@ -97,6 +97,7 @@ impl Renderer {
         app.validate()?;
         let multi = app.is_multi_source();
         let mut planned = Vec::new();
+        let mut fetched = std::collections::HashSet::new();
         for (index, source) in app.sources().into_iter().enumerate() {
             let field = if multi {
                 format!("spec.sources[{index}]")
@@ -106,9 +107,16 @@ impl Renderer {
             let resolved = if source.chart.is_some() {
                 None
             } else {
+                // Sources sharing a repository fetch it once per render.
+                let norm = crate::source::normalize_url(&source.repo_url);
+                let fresh = if fetched.insert(norm) {
+                    freshness
+                } else {
+                    Freshness::Cached
+                };
                 Some(
                     self.sources
-                        .resolve(&source.repo_url, source.revision(), freshness)
+                        .resolve(&source.repo_url, source.revision(), fresh)
                         .await?,
                 )
             };

@@ -171,13 +171,52 @@ pub fn sort_manifests(manifests: &mut [Manifest]) {
 pub fn parse_manifests(what: &str, text: &str) -> Result<Vec<Manifest>, RenderError> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(doc).map_err(|e| RenderError::Parse {
-            what: format!("{what} (document {})", i + 1),
+        let what = format!("{what} (document {})", i + 1);
+        let parse_err = |e: serde_yaml::Error| RenderError::Parse {
+            what: what.clone(),
             message: e.to_string(),
-        })?;
-        push_object(&format!("{what} (document {})", i + 1), value, &mut out)?;
+        };
+        let mut yaml = serde_yaml::Value::deserialize(doc).map_err(parse_err)?;
+        yaml.apply_merge().map_err(parse_err)?;
+        push_object(&what, yaml_to_json(yaml), &mut out)?;
     }
     Ok(out)
+}
+
+/// Convert YAML to JSON as Kubernetes' YAML reader does: `<<` merge keys applied (by the
+/// caller), scalar map keys turned into strings, tags dropped.
+pub(crate) fn yaml_to_json(v: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(Value::Null, Value::Number)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        Y::Mapping(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let key = match yaml_to_json(k) {
+                        Value::String(s) => s,
+                        Value::Null => "null".to_string(),
+                        other => other.to_string(),
+                    };
+                    (key, yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        Y::Tagged(t) => yaml_to_json(t.value),
+    }
 }
 
 /// Add one parsed value: skip null, flatten lists and arrays, require `kind`.
@@ -312,6 +351,16 @@ mod tests {
         assert_eq!(names, ["a", "b", "d"]);
         assert_eq!(m[2].group(), "apps");
         assert_eq!(m[2].namespace(), "x");
+    }
+
+    #[test]
+    fn merge_keys_and_non_string_keys_as_kubernetes_reads_them() {
+        let text = "base: &b {a: 1}\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\ndata:\n  <<: *b\n  1: one\n  true: yes\n";
+        let m = parse_manifests("m.yaml", text).expect("parses");
+        let data = &m[0].object["data"];
+        assert_eq!(data["a"], 1);
+        assert_eq!(data["1"], "one");
+        assert_eq!(data["true"], "yes");
     }
 
     #[test]
