@@ -327,3 +327,89 @@ async fn config_management_plugin_gets_argo_cd_environment() {
     );
     let _ = git; // keep helper import used across cfgs
 }
+
+#[tokio::test]
+async fn helm_file_dependencies_are_built_and_keyed() {
+    if support::helm().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = Repo::init(&tmp.path().join("repo"));
+    repo.write(
+        "charts/common/Chart.yaml",
+        "apiVersion: v2\nname: common\nversion: 0.1.0\n",
+    )
+    .write(
+        "charts/common/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: common-v1\n",
+    )
+    .write(
+        "charts/app/Chart.yaml",
+        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- name: common\n  version: 0.1.0\n  repository: file://../common\n",
+    )
+    .write(
+        "charts/app/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+    );
+    repo.commit("c");
+    let r = renderer(tmp.path(), Credentials::default(), settings());
+    let a = app(&app_yaml(
+        "dep",
+        &format!("repoURL: {}\npath: charts/app", repo.url()),
+    ));
+    let out = r
+        .render(&a, Freshness::Fetch)
+        .await
+        .expect("renders with dependency");
+    let mut got = names(&out.manifests);
+    got.sort();
+    assert_eq!(got, ["ConfigMap/app", "ConfigMap/common-v1"]);
+
+    // The dependency lives outside the chart path, yet changing it re-renders the app.
+    repo.write(
+        "charts/common/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: common-v2\n",
+    );
+    repo.commit("change dependency");
+    let out = r.render(&a, Freshness::Fetch).await.expect("re-renders");
+    assert!(!out.cached);
+    assert!(names(&out.manifests).contains(&"ConfigMap/common-v2".to_string()));
+}
+
+#[tokio::test]
+async fn tool_runs_are_bounded_in_time_and_output() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = Repo::init(&tmp.path().join("repo"));
+    repo.write("app/x.txt", "x");
+    repo.commit("c");
+    let mut s = settings();
+    s.tool_timeout = std::time::Duration::from_millis(500);
+    s.max_output_bytes = 1 << 20;
+    s.plugins = vec![
+        PluginConfig {
+            name: "slow".into(),
+            init: None,
+            generate: vec!["/bin/sleep".into(), "30".into()],
+        },
+        PluginConfig {
+            name: "chatty".into(),
+            init: None,
+            generate: vec!["/usr/bin/yes".into(), "kind: ConfigMap".into()],
+        },
+    ];
+    let r = renderer(tmp.path(), Credentials::default(), s);
+    for (name, expect) in [
+        ("slow", "timed out after 500ms"),
+        ("chatty", "wrote more than 1048576 bytes"),
+    ] {
+        let a = app(&app_yaml(
+            name,
+            &format!(
+                "repoURL: {}\npath: app\nplugin:\n  name: {name}",
+                repo.url()
+            ),
+        ));
+        let err = r.render(&a, Freshness::Fetch).await.unwrap_err();
+        assert!(err.to_string().contains(expect), "{name}: {err}");
+    }
+}
