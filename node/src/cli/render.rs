@@ -76,9 +76,6 @@ pub async fn run(args: &RenderArgs, out: &mut impl std::io::Write) -> anyhow::Re
         config.known_hosts = Some(KnownHosts::parse(&t));
     }
     let mut settings = RenderSettings::discover();
-    if let Ok(path) = std::env::var("PATH") {
-        settings.tool_path = path;
-    }
     if let Some(p) = &args.plugins {
         let t = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
         settings.plugins = serde_yaml::from_str::<Vec<PluginConfig>>(&t)

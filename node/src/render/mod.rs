@@ -300,7 +300,8 @@ pub struct RenderSettings {
     pub work_dir: Option<PathBuf>,
     /// Render cache limits.
     pub cache: CacheLimits,
-    /// `PATH` given to tools (tools run with a scrubbed environment).
+    /// `PATH` given to tools; tools run with a scrubbed environment (the node's `PATH` by
+    /// default, nothing else inherited).
     pub tool_path: String,
     /// Renders running at once.
     pub max_parallel_renders: usize,
@@ -325,7 +326,8 @@ impl RenderSettings {
             plugins: Vec::new(),
             work_dir: None,
             cache: CacheLimits::default(),
-            tool_path: "/usr/local/bin:/usr/bin:/bin".into(),
+            tool_path: std::env::var("PATH")
+                .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             max_parallel_renders: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
         }
     }
