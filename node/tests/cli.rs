@@ -92,3 +92,50 @@ fn render_prints_sorted_documents_and_fails_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("read /nonexistent/app.yaml"));
 }
+
+#[test]
+fn render_over_authenticated_http_with_a_secrets_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = Repo::init(&tmp.path().join("work"));
+    work.write("app/cm.yaml", &cm("via-http"));
+    work.commit("c");
+    let root = tmp.path().join("srv");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    support::git(&root, &["clone", "-q", "--bare", &work.url(), "repo.git"]);
+    let server = support::http::serve(support::http::Route::Git(root), Some(("bob", "pw")));
+    let url = format!("{}/repo.git", server.url());
+    let app = tmp.path().join("app.yaml");
+    std::fs::write(&app, app_yaml("h", &format!("repoURL: {url}\npath: app"))).expect("write");
+    let secrets = tmp.path().join("secrets.yaml");
+    std::fs::write(
+        &secrets,
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: r\n  labels:\n    argocd.argoproj.io/secret-type: repository\nstringData:\n  url: {url}\n  username: bob\n  password: pw\n"),
+    )
+    .expect("write");
+    let cache = tmp.path().join("cache");
+    let app_s = app.to_string_lossy().into_owned();
+    let out = flotilla(&["render", &app_s], &cache);
+    assert_eq!(out.status.code(), Some(1), "no credentials");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no repository credentials"));
+    let out = flotilla(
+        &[
+            "render",
+            &app_s,
+            "--secrets",
+            &secrets.to_string_lossy(),
+            "-o",
+            "json",
+        ],
+        &cache,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"via-http\""));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("pw"),
+        "password never printed"
+    );
+}
