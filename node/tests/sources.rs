@@ -204,3 +204,37 @@ async fn git_daemon() {
         .expect("fetch over git://");
     assert_eq!(r.commit, head);
 }
+
+#[tokio::test]
+async fn fetches_a_pinned_commit_no_branch_reaches() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = Repo::init(&tmp.path().join("work"));
+    work.write("a.yaml", &cm("main"));
+    work.commit("main");
+    work.git(&["checkout", "-q", "-b", "gone"]);
+    work.write("a.yaml", &cm("orphan"));
+    let orphan = work.commit("on a branch that will be deleted");
+    let root = tmp.path().join("srv");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    git(&root, &["clone", "-q", "--bare", &work.url(), "repo.git"]);
+    let bare = root.join("repo.git");
+    git(&bare, &["branch", "-q", "-D", "gone"]);
+    git(&bare, &["config", "uploadpack.allowAnySHA1InWant", "true"]);
+    let server = support::http::serve(support::http::Route::Git(root), None);
+    let url = format!("{}/repo.git", server.url());
+    let sc = cache(tmp.path(), Credentials::default());
+    sc.resolve(&url, "main", Freshness::Fetch)
+        .await
+        .expect("main");
+    let r = sc
+        .resolve(&url, &orphan, Freshness::Fetch)
+        .await
+        .expect("pinned commit fetched on demand");
+    assert_eq!(r.commit, orphan);
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let err = sc
+        .resolve(&url, missing, Freshness::Fetch)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::RevisionNotFound { .. }), "{err}");
+}

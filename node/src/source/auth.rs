@@ -55,12 +55,15 @@ impl KnownHosts {
 const REFSPECS: &[&str] = &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
 
 /// Fetch `url` into the bare mirror at `path`, creating it if needed. Runs on a blocking
-/// thread. Sets the mirror's `HEAD` to the remote's default branch.
+/// thread. Fetches all branches and tags (pruned) and sets the mirror's `HEAD` to the
+/// remote's default branch; with `commit`, fetches just that commit (for SHAs no branch or
+/// tag reaches; the server must allow it) into `refs/flotilla/commits/<sha>`.
 pub(super) fn fetch_blocking(
     url: &str,
     path: &Path,
     cred: Option<&RepoCredential>,
     known: Option<&KnownHosts>,
+    commit: Option<&str>,
 ) -> Result<(), SourceError> {
     let repo = match Repository::open_bare(path) {
         Ok(r) => r,
@@ -128,6 +131,14 @@ pub(super) fn fetch_blocking(
     let mut remote = repo
         .remote_anonymous(url)
         .map_err(git_err(format!("fetch {url}")))?;
+    if let Some(sha) = commit {
+        opts.prune(FetchPrune::Off)
+            .download_tags(AutotagOption::None);
+        let spec = format!("+{sha}:refs/flotilla/commits/{sha}");
+        return remote
+            .fetch(&[spec.as_str()], Some(&mut opts), None)
+            .map_err(git_err(format!("fetch commit {sha} from {url}")));
+    }
     remote
         .fetch(REFSPECS, Some(&mut opts), None)
         .map_err(git_err(format!("fetch {url}")))?;

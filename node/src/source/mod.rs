@@ -240,7 +240,7 @@ impl SourceCache {
         let known = self.config.known_hosts.clone();
         let (m_url, m_path) = (mirror.url.clone(), mirror.path.clone());
         tokio::task::spawn_blocking(move || {
-            auth::fetch_blocking(&m_url, &m_path, cred.as_ref(), known.as_ref())
+            auth::fetch_blocking(&m_url, &m_path, cred.as_ref(), known.as_ref(), None)
         })
         .await
         .map_err(|e| SourceError::Task(e.to_string()))??;
@@ -274,14 +274,58 @@ impl SourceCache {
         }
         self.fetch(url).await?;
         let (path, rev, u) = (mirror.path.clone(), revision.to_string(), url.to_string());
-        let commit = blocking(move || {
+        let found = blocking(move || {
             let repo = open_cached(&path, &u)?;
             tree::resolve_revision(&repo, &u, &rev)
         })
-        .await?;
+        .await;
+        let commit = match found {
+            Err(SourceError::RevisionNotFound { .. }) if is_full_sha(revision) => {
+                self.fetch_commit(&mirror, url, revision).await?;
+                let (path, rev, u) = (mirror.path.clone(), revision.to_string(), url.to_string());
+                blocking(move || {
+                    let repo = open_cached(&path, &u)?;
+                    tree::resolve_revision(&repo, &u, &rev)
+                })
+                .await?
+            }
+            other => other?,
+        };
         Ok(Resolved {
             url: url.to_string(),
             commit,
+        })
+    }
+
+    /// Fetch one commit that no branch or tag reaches (Argo CD does the same for pinned SHAs).
+    async fn fetch_commit(
+        &self,
+        mirror: &Arc<Mirror>,
+        url: &str,
+        sha: &str,
+    ) -> Result<(), SourceError> {
+        let _guard = mirror.lock.lock().await;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| SourceError::Task(e.to_string()))?;
+        let cred = self.config.credentials.for_repo(url).cloned();
+        let known = self.config.known_hosts.clone();
+        let (m_url, m_path, sha) = (mirror.url.clone(), mirror.path.clone(), sha.to_lowercase());
+        let revision = sha.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            auth::fetch_blocking(&m_url, &m_path, cred.as_ref(), known.as_ref(), Some(&sha))
+        })
+        .await
+        .map_err(|e| SourceError::Task(e.to_string()))?;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        result.map_err(|e| {
+            tracing::debug!(%url, error = %e, "fetching a single commit failed");
+            SourceError::RevisionNotFound {
+                url: url.to_string(),
+                revision,
+            }
         })
     }
 
@@ -309,6 +353,10 @@ impl SourceCache {
     pub fn open_repo(&self, url: &str) -> Result<git2::Repository, SourceError> {
         open(&self.mirror_path(url), url)
     }
+}
+
+fn is_full_sha(rev: &str) -> bool {
+    rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// The URL libgit2 fetches from: local relative paths are made absolute.
