@@ -3,11 +3,11 @@
 
 mod simcluster_support;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -69,6 +69,100 @@ async fn controllers_report_progress_and_requested_failures() {
         .unwrap()
         .iter()
         .any(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded"));
+
+    // The Deployment got a ReplicaSet and two running Pods, owned by it; a new template
+    // gives a new ReplicaSet and the old one goes to zero; deleting the Deployment
+    // collects them all.
+    let rs_api: Api<ReplicaSet> = Api::namespaced(c.clone(), "default");
+    let pod_api: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let running = |n: usize| {
+        let pod_api = pod_api.clone();
+        async move {
+            let pods = pod_api
+                .list(&ListParams::default().labels("app=x"))
+                .await
+                .ok()?;
+            let owned: Vec<_> = pods
+                .items
+                .iter()
+                .filter(|p| {
+                    p.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("ok-"))
+                })
+                .collect();
+            (owned.len() == n
+                && owned
+                    .iter()
+                    .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+            .then_some(())
+        }
+    };
+    eventually(10, "two running pods", || running(2)).await;
+    let ok_rs = |all: Vec<ReplicaSet>| -> Vec<ReplicaSet> {
+        all.into_iter()
+            .filter(|r| {
+                r.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("ok-"))
+            })
+            .collect()
+    };
+    let first_rs = ok_rs(rs_api.list(&ListParams::default()).await.unwrap().items);
+    assert_eq!(first_rs.len(), 1);
+    assert_eq!(
+        first_rs[0].metadata.owner_references.as_ref().unwrap()[0].name,
+        "ok"
+    );
+    d.patch(
+        "ok",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i2"}]}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually(10, "rollout to a new replica set", || {
+        let rs_api = rs_api.clone();
+        async move {
+            let all = ok_rs(rs_api.list(&ListParams::default()).await.ok()?.items);
+            let sizes: Vec<i32> = all
+                .iter()
+                .filter_map(|r| r.spec.as_ref()?.replicas)
+                .collect();
+            (all.len() == 2 && sizes.contains(&0) && sizes.contains(&2)).then_some(())
+        }
+    })
+    .await;
+    eventually(10, "old pods replaced", || running(2)).await;
+    d.delete("ok", &Default::default()).await.unwrap();
+    eventually(10, "children collected", || {
+        let (rs_api, pod_api) = (rs_api.clone(), pod_api.clone());
+        async move {
+            let rs = rs_api.list(&ListParams::default()).await.ok()?.items;
+            let pods = pod_api
+                .list(&ListParams::default().labels("app=x"))
+                .await
+                .ok()?
+                .items;
+            (rs.iter().all(|r| {
+                r.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("bad-"))
+            }) && pods.iter().all(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("bad-"))
+            }))
+            .then_some(())
+        }
+    })
+    .await;
 
     let ss = create::<StatefulSet>(&c, json!({"metadata": {"name": "db"}, "spec": {"replicas": 3, "serviceName": "db", "selector": sel, "template": tpl}})).await;
     status_of(&ss, "db", "statefulset ready", |s| s["readyReplicas"] == 3).await;

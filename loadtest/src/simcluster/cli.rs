@@ -29,6 +29,9 @@ pub struct SimclusterArgs {
     /// Turn the simulated controllers off.
     #[arg(long)]
     pub no_controllers: bool,
+    /// Controllers write status only: no ReplicaSets and Pods for Deployments.
+    #[arg(long)]
+    pub no_children: bool,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long)]
     pub exit_after_secs: Option<u64>,
@@ -43,6 +46,7 @@ pub async fn run(args: SimclusterArgs) -> Result<(), FleetError> {
         controllers: ControllerConfig {
             enabled: !args.no_controllers,
             delay: Duration::from_millis(args.controller_delay_ms),
+            children: !args.no_children,
         },
         ..SimConfig::default()
     };

@@ -20,6 +20,8 @@ pub struct ControllerConfig {
     pub enabled: bool,
     /// Delay between a write and the status the controller reports for it.
     pub delay: Duration,
+    /// Deployments create ReplicaSets and ReplicaSets create Pods (off: status only).
+    pub children: bool,
 }
 
 impl Default for ControllerConfig {
@@ -27,6 +29,7 @@ impl Default for ControllerConfig {
         ControllerConfig {
             enabled: true,
             delay: Duration::from_millis(300),
+            children: true,
         }
     }
 }
@@ -66,6 +69,9 @@ pub(crate) fn schedule(cluster: &Arc<Cluster>, touched: Vec<Key>) {
         let more = {
             let mut store = cluster.lock();
             for k in &keys {
+                if cluster.controllers.children {
+                    reconcile_children(&mut store, k);
+                }
                 reconcile(&mut store, k);
             }
             store.drain_touched()
@@ -194,6 +200,20 @@ fn desired_status(gr: &str, o: &Value, now: &str) -> Option<Value> {
         }
         _ => return None,
     })
+}
+
+fn reconcile_children(store: &mut Store, key: &Key) {
+    let Some(obj) = store.get(&key.0, &key.1, &key.2).cloned() else {
+        return;
+    };
+    if obj["metadata"].get("deletionTimestamp").is_some() {
+        return;
+    }
+    match key.0.as_str() {
+        "apps/deployments" => super::children::deployment(store, key, &obj),
+        "apps/replicasets" => super::children::replicaset(store, key, &obj),
+        _ => {}
+    }
 }
 
 fn reconcile(store: &mut Store, key: &Key) {

@@ -7,6 +7,7 @@
 //! `docs/simcluster.md` says what is simulated and what is not.
 
 pub mod apply;
+mod children;
 pub mod cli;
 pub mod controllers;
 pub mod discovery;

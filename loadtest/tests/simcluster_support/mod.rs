@@ -11,6 +11,7 @@ pub async fn start() -> SimCluster {
         controllers: ControllerConfig {
             enabled: true,
             delay: Duration::from_millis(50),
+            children: true,
         },
         bookmark_interval: Duration::from_millis(200),
         ..SimConfig::default()
