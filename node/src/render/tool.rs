@@ -75,7 +75,9 @@ impl ToolRun {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group, so whatever it starts is killed with it.
+            .process_group(0);
         let mut child = cmd.spawn().map_err(|e| RenderError::ToolMissing {
             tool: self.program.display().to_string(),
             hint: format!("cannot start it: {e}"),
@@ -93,31 +95,33 @@ impl ToolRun {
         let out = match tokio::time::timeout_at(deadline, read_limited(stdout, limit)).await {
             Ok(r) => r,
             Err(_) => {
-                let _ = child.kill().await;
+                kill_group(&mut child).await;
                 return Err(timed_out());
             }
         };
         let out = match out {
             Ok(Some(o)) => o,
             Ok(None) => {
-                let _ = child.kill().await;
+                kill_group(&mut child).await;
                 return Err(RenderError::OutputTooLarge {
                     what: self.what.clone(),
                     limit,
                 });
             }
             Err(e) => {
-                let _ = child.kill().await;
+                kill_group(&mut child).await;
                 return Err(super::io_err(format!("read output of {}", self.what))(e));
             }
         };
         let status = match tokio::time::timeout_at(deadline, child.wait()).await {
             Ok(s) => s,
             Err(_) => {
-                let _ = child.kill().await;
+                kill_group(&mut child).await;
                 return Err(timed_out());
             }
         };
+        // Nothing the tool started outlives it.
+        kill_group(&mut child).await;
         let err = err_task.await.unwrap_or_default();
         let status = status.map_err(super::io_err(format!("wait for {}", self.what)))?;
         if !status.success() {
@@ -129,6 +133,18 @@ impl ToolRun {
         }
         Ok(out)
     }
+}
+
+/// Kill the child's process group (the child and everything it started), then the child.
+async fn kill_group(child: &mut tokio::process::Child) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill().await;
 }
 
 /// Read everything, or `None` as soon as more than `limit` bytes arrive.
@@ -203,6 +219,34 @@ mod tests {
         t.timeout = Duration::from_millis(200);
         let err = t.run().await.unwrap_err();
         assert!(matches!(err, RenderError::Timeout { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn processes_the_tool_started_are_killed_too() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
+        let mut t = run(&["-c", &script]);
+        t.timeout = Duration::from_millis(300);
+        assert!(matches!(t.run().await, Err(RenderError::Timeout { .. })));
+        let pid = std::fs::read_to_string(&pid_file).expect("pid written");
+        let stat = format!("/proc/{}/stat", pid.trim());
+        // Killed: gone, or a zombie waiting for its new parent to reap it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = std::fs::read_to_string(&stat)
+                .ok()
+                .and_then(|s| s.rsplit(')').next().map(|r| r.trim().chars().next()))
+                .flatten();
+            if matches!(state, None | Some('Z') | Some('X')) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "background sleep survived: {state:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test]
