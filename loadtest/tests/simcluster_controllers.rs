@@ -1,5 +1,6 @@
 //! The simulated controllers: workloads become available, pods run, jobs complete or fail
 //! by annotation, load balancers, PVCs and ingresses get their status.
+#![cfg(feature = "simcluster")]
 
 mod simcluster_support;
 

@@ -1,5 +1,6 @@
 //! Many clusters in one process: the `SimFleet` library API and the
 //! `flotilla-loadtest simcluster` command with the kubeconfigs it writes.
+#![cfg(feature = "simcluster")]
 
 mod simcluster_support;
 

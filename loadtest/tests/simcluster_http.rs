@@ -1,5 +1,6 @@
 //! simcluster's HTTP surface seen raw through the kube client: discovery content types,
 //! OpenAPI v3, watch edge cases, the status subresource, fault injection and the admin endpoint.
+#![cfg(feature = "simcluster")]
 
 mod simcluster_support;
 
@@ -420,5 +421,63 @@ async fn apply_creates_with_201_and_removes_fields_the_manager_dropped() {
         fields["fieldsV1"],
         json!({"f:data": {"f:x": {}}, "f:metadata": {"f:labels": {"f:a": {}}}})
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropped_watch_connections_abort_and_the_watcher_recovers() {
+    let sim = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, "default");
+    sim.set_faults(FaultConfig {
+        watch_drop_after_ms: 200,
+        ..Default::default()
+    });
+    let rv = sim.resource_version().to_string();
+    let mut s = api
+        .watch(&WatchParams::default().timeout(30), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the watch was cut long before its 30 s timeout"
+    );
+
+    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    let mut created = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("event in time")
+        {
+            Some(Ok(watcher::Event::InitDone)) if !created => {
+                created = true;
+                // Created after at least one drop, so the re-watch must deliver it.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                api.create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap(),
+                )
+                .await
+                .unwrap();
+            }
+            Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)))
+                if o.metadata.name.as_deref() == Some("late") =>
+            {
+                break
+            }
+            _ => {}
+        }
+    }
     sim.shutdown().await;
 }

@@ -1,4 +1,5 @@
 //! The kube client (the version flotilla uses) against a real HTTPS simcluster.
+#![cfg(feature = "simcluster")]
 
 mod simcluster_support;
 

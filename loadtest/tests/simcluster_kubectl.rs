@@ -1,5 +1,6 @@
 //! The real `kubectl` against a simcluster over HTTPS, driven only by a kubeconfig.
 //! When `kubectl` is not installed these tests are skipped, or fail under `CI=true`.
+#![cfg(feature = "simcluster")]
 
 mod simcluster_support;
 

@@ -19,6 +19,9 @@ pub struct FaultConfig {
     pub retry_after_seconds: u64,
     /// Every watch that resumes from a resourceVersion gets a 410 `Expired` ERROR event.
     pub force_watch_410: bool,
+    /// Watch connections are dropped (aborted mid-stream) this many milliseconds after
+    /// they start; 0 = never.
+    pub watch_drop_after_ms: u64,
     /// The cluster is offline: API requests get their connection closed without an answer.
     pub offline: bool,
 }

@@ -15,7 +15,6 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -23,7 +22,7 @@ use tokio::sync::watch as tokio_watch;
 use tokio_rustls::TlsAcceptor;
 
 /// Response body type.
-pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 3 << 20;
@@ -437,9 +436,7 @@ async fn route(
                 };
                 let rx = watch::start(cluster, t, lq, params)?;
                 let stream = futures::stream::unfold(rx, |mut rx| async move {
-                    rx.recv()
-                        .await
-                        .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+                    rx.recv().await.map(|chunk| (chunk.map(Frame::data), rx))
                 });
                 let mut r = Response::new(StreamBody::new(stream).boxed_unsync());
                 r.headers_mut().insert(

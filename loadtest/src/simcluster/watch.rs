@@ -24,6 +24,9 @@ pub struct WatchParams {
     pub initial_events: bool,
 }
 
+/// One piece of a watch body; an error aborts the connection (a dropped watch).
+pub type Chunk = Result<Bytes, std::io::Error>;
+
 /// Bounded buffer between the event loop and the HTTP body.
 const BODY_BUFFER: usize = 64;
 
@@ -80,7 +83,7 @@ pub(crate) fn start(
     t: Target,
     q: ListQuery,
     p: WatchParams,
-) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+) -> Result<mpsc::Receiver<Chunk>, ApiError> {
     let (tx, body) = mpsc::channel(BODY_BUFFER);
     let mut first: Vec<Bytes> = vec![];
     let force_410 = cluster.faults.get().force_watch_410;
@@ -94,7 +97,7 @@ pub(crate) fn start(
             ),
         };
         if force_410 && resume.is_some() {
-            let _ = tx.try_send(expired_line(p.rv.as_deref().unwrap_or_default()));
+            let _ = tx.try_send(Ok(expired_line(p.rv.as_deref().unwrap_or_default())));
             return Ok(body);
         }
         let current = store.rv();
@@ -105,7 +108,7 @@ pub(crate) fn start(
                         .filter_map(|e| seen_as(&t, &q, e).map(|k| event_line(&t, k, e))),
                 ),
                 None => {
-                    let _ = tx.try_send(expired_line(&rv.to_string()));
+                    let _ = tx.try_send(Ok(expired_line(&rv.to_string())));
                     return Ok(body);
                 }
             },
@@ -126,28 +129,43 @@ pub(crate) fn start(
     let mut drop_rx = cluster.drop_watches.subscribe();
     tokio::spawn(async move {
         for l in first {
-            if tx.send(l).await.is_err() {
+            if tx.send(Ok(l)).await.is_err() {
                 return;
             }
         }
         let deadline = tokio::time::sleep(p.timeout);
         tokio::pin!(deadline);
+        let drop_after = cluster.faults.get().watch_drop_after_ms;
+        let drop_timer = tokio::time::sleep(Duration::from_millis(drop_after));
+        tokio::pin!(drop_timer);
+        let dropped = || {
+            Err(std::io::Error::other(
+                "simcluster: watch connection dropped",
+            ))
+        };
         let mut ticker = tokio::time::interval(cluster.bookmark_interval);
         ticker.tick().await;
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
-                _ = drop_rx.changed() => return,
+                _ = drop_rx.changed() => {
+                    let _ = tx.send(dropped()).await;
+                    return;
+                }
+                _ = &mut drop_timer, if drop_after > 0 => {
+                    let _ = tx.send(dropped()).await;
+                    return;
+                }
                 _ = tx.closed() => return,
                 _ = ticker.tick(), if p.bookmarks => {
-                    if tx.send(bookmark(&t, last_rv, false)).await.is_err() { return; }
+                    if tx.send(Ok(bookmark(&t, last_rv, false))).await.is_err() { return; }
                 }
                 ev = rx.recv() => match ev {
                     Ok(e) => {
                         if e.rv <= last_rv { continue; }
                         last_rv = e.rv;
                         if let Some(kind) = seen_as(&t, &q, &e) {
-                            if tx.send(event_line(&t, kind, &e)).await.is_err() {
+                            if tx.send(Ok(event_line(&t, kind, &e))).await.is_err() {
                                 return;
                             }
                         }
