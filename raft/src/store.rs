@@ -158,6 +158,10 @@ impl Store {
         let db = sled::Config::new()
             .path(cfg.data_dir.join("sled"))
             .cache_capacity(cfg.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            // sled stores any write larger than a quarter segment as a separate blob file
+            // (create + write + sync per write); large segments keep batched entries inline.
+            .segment_size(8 << 20)
             .open()
             .map_err(|e| storage_err(&cfg, e))?;
         let (changes, _) = broadcast::channel(cfg.change_buffer.max(1));
