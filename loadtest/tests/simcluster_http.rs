@@ -114,6 +114,28 @@ async fn discovery_answers_aggregated_only_when_asked_and_openapi_lists_crds() {
             .code,
         200
     );
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:flotilla:reader"}, "rules": []});
+    assert_eq!(
+        raw(
+            &c,
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            None,
+            Some(role)
+        )
+        .await
+        .code,
+        201
+    );
+    let bad = raw(
+        &c,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        None,
+        Some(json!({"metadata": {"name": "Not_Valid"}})),
+    )
+    .await;
+    assert_eq!(bad.code, 422, "{}", bad.body);
     sim.shutdown().await;
 }
 

@@ -124,14 +124,15 @@ impl Cluster {
     }
 }
 
-/// A running simulated cluster. Dropping it does not stop it; call [`SimCluster::shutdown`].
+/// A running simulated cluster. Dropping it stops it without waiting;
+/// [`SimCluster::shutdown`] also waits for the accept loop to end.
 #[derive(Debug)]
 pub struct SimCluster {
     cluster: Arc<Cluster>,
     addr: SocketAddr,
     tls: bool,
     certs: Option<Arc<Certs>>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 fn seed(store: &mut Store) {
@@ -204,7 +205,7 @@ impl SimCluster {
             addr,
             tls: certs.is_some(),
             certs,
-            task,
+            task: Some(task),
         })
     }
 
@@ -298,10 +299,19 @@ impl SimCluster {
     }
 
     /// Stops serving and waits for the accept loop to end.
-    pub async fn shutdown(self) {
-        let _ = self.cluster.shutdown.send(true);
+    pub async fn shutdown(mut self) {
+        self.cluster.shutdown.send_replace(true);
         self.cluster.cut_watches();
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimCluster {
+    fn drop(&mut self) {
+        self.cluster.shutdown.send_replace(true);
+        self.cluster.cut_watches();
     }
 }
 

@@ -257,7 +257,11 @@ pub fn create(
             }
         },
     };
-    if !valid_name(&name) {
+    // RBAC names only need to be valid path segments (`system:controller:x`).
+    let rbac = t.rt.group == "rbac.authorization.k8s.io";
+    let path_segment_ok =
+        !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%']);
+    if !(valid_name(&name) || (rbac && path_segment_ok)) {
         return Err(ApiError::invalid(&t.rt.kind, &name, "metadata.name", format!("Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'")));
     }
     if let (Some(body_ns), Some(ns)) = (meta.get("namespace").and_then(Value::as_str), &t.ns) {
