@@ -6,6 +6,9 @@
 //! into the objects that should exist ([`render::Renderer::render`]), with a cache keyed
 //! by the app's inputs; [`cli`] is the `flotilla` command line.
 pub mod cli;
+pub mod diff;
+pub mod health;
 pub mod model;
 pub mod render;
 pub mod source;
+pub mod sync;
