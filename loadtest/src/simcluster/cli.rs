@@ -32,6 +32,9 @@ pub struct SimclusterArgs {
     /// Controllers write status only: no ReplicaSets and Pods for Deployments.
     #[arg(long)]
     pub no_children: bool,
+    /// Past events each cluster keeps for resuming watches (bounds memory under load).
+    #[arg(long, default_value_t = 256)]
+    pub watch_history: usize,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long)]
     pub exit_after_secs: Option<u64>,
@@ -48,6 +51,7 @@ pub async fn run(args: SimclusterArgs) -> Result<(), FleetError> {
             delay: Duration::from_millis(args.controller_delay_ms),
             children: !args.no_children,
         },
+        watch_history: args.watch_history,
         ..SimConfig::default()
     };
     let fleet = SimFleet::start(args.clusters, args.port_base, template).await?;

@@ -81,6 +81,8 @@ pub struct SimConfig {
     pub bookmark_interval: Duration,
     /// Faults injected from the start.
     pub faults: FaultConfig,
+    /// Past events kept for watches resuming from a resourceVersion (older ones get 410).
+    pub watch_history: usize,
 }
 
 impl Default for SimConfig {
@@ -94,6 +96,7 @@ impl Default for SimConfig {
             controllers: ControllerConfig::default(),
             bookmark_interval: Duration::from_secs(30),
             faults: FaultConfig::default(),
+            watch_history: store::HISTORY,
         }
     }
 }
@@ -175,7 +178,7 @@ impl SimCluster {
             Some(t) => Some(t),
             None => Some(meta::random_hex(32)),
         };
-        let mut store = Store::default();
+        let mut store = Store::with_history(config.watch_history);
         seed(&mut store);
         let faults = Faults::default();
         faults.set(config.faults);

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
-/// How many past events a cluster keeps for watches that resume from a resourceVersion.
+/// Default number of past events a cluster keeps for watches that resume from a resourceVersion.
 pub const HISTORY: usize = 1024;
 /// Capacity of the watch fan-out; a watch that lags further behind is closed.
 pub const FANOUT: usize = 256;
@@ -57,8 +57,9 @@ pub struct Event {
 pub type Key = (String, String, String);
 
 /// In-memory state of one simulated cluster.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
+    history_limit: usize,
     rv: u64,
     objects: BTreeMap<Key, Value>,
     history: VecDeque<Arc<Event>>,
@@ -69,7 +70,27 @@ pub struct Store {
     touched: Vec<Key>,
 }
 
+impl Default for Store {
+    fn default() -> Self {
+        Store::with_history(HISTORY)
+    }
+}
+
 impl Store {
+    /// An empty store keeping at most `limit` past events for resuming watches.
+    pub fn with_history(limit: usize) -> Store {
+        Store {
+            history_limit: limit.max(1),
+            rv: 0,
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            compacted: 0,
+            tx: None,
+            crd_types: Vec::new(),
+            touched: Vec::new(),
+        }
+    }
+
     /// The current resource version.
     pub fn rv(&self) -> u64 {
         self.rv
@@ -146,7 +167,7 @@ impl Store {
             object,
             old_labels,
         });
-        if self.history.len() >= HISTORY {
+        if self.history.len() >= self.history_limit {
             if let Some(old) = self.history.pop_front() {
                 self.compacted = old.rv;
             }
@@ -200,5 +221,42 @@ impl Store {
             .take_while(|((g, _, _), _)| g == "apiextensions.k8s.io/customresourcedefinitions")
             .flat_map(|(_, crd)| types_from_crd(crd))
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(n: &str) -> Key {
+        ("/configmaps".into(), "default".into(), n.into())
+    }
+
+    #[test]
+    fn history_is_bounded_and_old_versions_expire() {
+        let mut s = Store::with_history(3);
+        for i in 0..5 {
+            s.put(
+                key(&format!("c{i}")),
+                json!({"metadata": {"name": format!("c{i}")}}),
+                EventType::Added,
+            );
+        }
+        assert_eq!(s.rv(), 5);
+        assert!(
+            s.events_since(1).is_none(),
+            "rv 1 fell out of a 3-event history"
+        );
+        let evs = s.events_since(3).expect("rv 3 is still resumable");
+        assert_eq!(evs.iter().map(|e| e.rv).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(
+            s.list("/configmaps".into(), Some("default".into())).count(),
+            5
+        );
+        let gone = s.remove(&key("c0")).unwrap();
+        assert_eq!(gone["metadata"]["resourceVersion"], "6");
+        s.compact_all();
+        assert!(s.events_since(5).is_none() && s.events_since(6).is_some());
     }
 }
