@@ -212,6 +212,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut membership = None;
         let mut responses = Vec::new();
         let mut events = Vec::new();
+        // Change events are built only while someone listens.
+        let publish = shared.changes.receiver_count() > 0;
 
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
@@ -222,12 +224,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     let mut results = Vec::with_capacity(req.commands.len());
                     for command in req.commands {
                         let result = overlay.apply(&command);
-                        results.push(result.clone());
-                        events.push(ChangeEvent::Applied {
-                            index,
-                            command,
-                            result,
-                        });
+                        if publish {
+                            events.push(ChangeEvent::Applied {
+                                index,
+                                command,
+                                result: result.clone(),
+                            });
+                        }
+                        results.push(result);
                     }
                     Response { results }
                 }
