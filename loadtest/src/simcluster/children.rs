@@ -65,6 +65,16 @@ fn template_hash(template: &Value) -> String {
 pub fn deployment(store: &mut Store, key: &Key, d: &Value) {
     let ns = key.1.as_str();
     let template = d["spec"]["template"].clone();
+    // Only well-formed specs get children (indexing below assumes objects).
+    let map_or_null = |v: &Value| v.is_object() || v.is_null();
+    if !template.is_object()
+        || !map_or_null(&template["metadata"])
+        || !map_or_null(&template["metadata"]["labels"])
+        || !map_or_null(&d["spec"]["selector"])
+        || !map_or_null(&d["spec"]["selector"]["matchLabels"])
+    {
+        return;
+    }
     let hash = template_hash(&template);
     let name = format!("{}-{hash}", key.2);
     let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
@@ -86,6 +96,9 @@ pub fn deployment(store: &mut Store, key: &Key, d: &Value) {
         let Some(t) = target(store, "apps", "replicasets", ns, Some(other)) else {
             return;
         };
+        if !rs["spec"].is_object() {
+            continue;
+        }
         let mut new = rs.clone();
         new["spec"]["replicas"] = json!(0);
         let _ = update_existing(store, &t, &rs, new, &opts(), false);
@@ -94,7 +107,7 @@ pub fn deployment(store: &mut Store, key: &Key, d: &Value) {
         return;
     };
     match store.get("apps/replicasets", ns, &name).cloned() {
-        Some(rs) if rs["spec"]["replicas"] != replicas => {
+        Some(rs) if rs["spec"].is_object() && rs["spec"]["replicas"] != replicas => {
             let mut new = rs.clone();
             new["spec"]["replicas"] = json!(replicas);
             let _ = update_existing(store, &t, &rs, new, &opts(), false);

@@ -675,6 +675,14 @@ pub fn scale(
     let replicas = wanted["spec"]["replicas"]
         .as_i64()
         .ok_or_else(|| ApiError::invalid("Scale", &name, "spec.replicas", "Required value"))?;
+    if !live["spec"].is_object() {
+        return Err(ApiError::invalid(
+            &t.rt.kind,
+            &name,
+            "spec",
+            "must be an object to scale",
+        ));
+    }
     let mut new = live.clone();
     new["spec"]["replicas"] = json!(replicas);
     let main = Target {
