@@ -227,13 +227,15 @@ pub fn apply(
         .into_iter()
         .filter(|p| !afields.contains(p))
         .collect();
-    // Remove deeper paths first so item removals come after their fields.
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    // Whole list items first (shallowest first): fields inside a removed item then find
+    // nothing to remove. Key fields of items that stay are never removed, or the item
+    // would lose its identity.
+    dropped.sort_by_key(|p| (p.last().is_none_or(|l| l != "."), p.len()));
     for p in &dropped {
         let owned_elsewhere = entries
             .iter()
             .any(|e| !(e.manager == manager && e.operation == "Apply") && e.fields.contains(p));
-        if !owned_elsewhere {
+        if !owned_elsewhere && !is_item_key_field(p) {
             remove_at(&mut merged, p);
         }
     }
@@ -262,6 +264,17 @@ pub fn apply(
     entry(&mut entries, manager, "Apply", &api_version, "").fields = afields;
     write_managed(&mut merged, &entries);
     Ok(merged)
+}
+
+/// Whether a path names a key field of a keyed list item (`…k:{"name":"x"}, f:name`).
+fn is_item_key_field(p: &[String]) -> bool {
+    let [.., item, field] = p else { return false };
+    let (Some(key), Some(f)) = (item.strip_prefix("k:"), field.strip_prefix("f:")) else {
+        return false;
+    };
+    serde_json::from_str::<Value>(key)
+        .ok()
+        .is_some_and(|k| k.get(f).is_some())
 }
 
 fn conflict_error(entries: &[Managed], conflicts: &[(usize, Path)]) -> ApiError {

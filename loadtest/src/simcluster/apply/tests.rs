@@ -112,3 +112,18 @@ fn crd_schema_markers_make_keyed_lists_and_unmarked_lists_atomic() {
         err.message
     );
 }
+
+#[test]
+fn dropping_a_keyed_item_removes_it_whole() {
+    let mut two = deploy(1, "nginx");
+    two["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "side", "image": "busybox"}));
+    let live = apply(None, &two, "a", false, Lists::Builtin).unwrap();
+    let out = apply(Some(&live), &deploy(1, "nginx"), "a", false, Lists::Builtin).unwrap();
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"],
+        deploy(1, "nginx")["spec"]["template"]["spec"]["containers"]
+    );
+}
