@@ -131,3 +131,32 @@ async fn the_simcluster_command_serves_clusters_and_writes_kubeconfigs() {
     }
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn plain_http_without_auth_serves_the_same_api() {
+    let sim = flotilla_loadtest::simcluster::SimCluster::start(SimConfig {
+        tls: false,
+        token: Some(String::new()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(sim.url().starts_with("http://127.0.0.1:"));
+    assert!(sim.ca_pem().is_none() && sim.token().is_none());
+    let kc = Kubeconfig::from_yaml(&sim.kubeconfig().unwrap()).unwrap();
+    let c = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(c, "default");
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "plain"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(api.get("plain").await.is_ok());
+    sim.shutdown().await;
+}
