@@ -225,6 +225,37 @@ async fn kubectl_applies_diffs_patches_waits_and_deletes() {
         .await
         .contains("web"));
 
+    tracing_phase("client-side apply removes what the last applied configuration dropped");
+    let two = DEPLOY.replace("name: web", "name: two").replace(
+        "      - name: two\n",
+        "      - name: side\n        image: busybox\n      - name: two\n",
+    );
+    assert!(two.contains("name: side"), "{two}");
+    k.ok(&["apply", "-f", "-"], Some(&two)).await;
+    assert_eq!(
+        k.ok(
+            &[
+                "get",
+                "deploy",
+                "two",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[*].name}"
+            ],
+            None
+        )
+        .await,
+        "side two"
+    );
+    let one = DEPLOY.replace("name: web", "name: two").replace(
+        "env: [{name: MODE, value: \"a\"}]",
+        "env: [{name: OTHER, value: \"b\"}]",
+    );
+    k.ok(&["apply", "-f", "-"], Some(&one)).await;
+    assert_eq!(
+        k.ok(&["get", "deploy", "two", "-o", "jsonpath={.spec.template.spec.containers[*].name} {.spec.template.spec.containers[0].env[*].name}"], None).await,
+        "two OTHER"
+    );
+
     k.ok(&["delete", "deployment", "web", "--timeout=30s"], None)
         .await;
     let gone = k.run_with(&["get", "deployment", "web"], None).await;
