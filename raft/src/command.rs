@@ -100,6 +100,9 @@ pub struct NodeInfo {
     pub at: UnixMillis,
     /// Anything else the node crate wants to publish.
     pub extra: Json,
+    /// The node is leaving: the leader gives it no shards and removes it once it has none.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// One change to the replicated state.

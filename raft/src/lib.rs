@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod network;
 pub mod reads;
 mod server;
+pub mod shards;
 pub mod state_machine;
 pub mod store;
 pub mod types;
@@ -33,6 +34,7 @@ pub use config::StoreConfig;
 pub use metrics::{FollowerProgress, StoreMetrics};
 pub use network::TlsPaths;
 pub use reads::{ReadError, StateReader};
+pub use shards::{ShardConfig, ShardEvent, ShardNode, ShardsError};
 pub use state_machine::ChangeEvent;
 pub use store::{ProposeError, Proposed, Store, StoreError};
 

@@ -204,14 +204,22 @@ impl StoreClient for ClientService {
 
     async fn read_index(
         &self,
-        _req: Request<ReadIndexRequest>,
+        req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
-        match self.store()?.leader_read_index().await {
-            Ok(index) => Ok(Response::new(ReadIndexResponse {
-                index,
-                leader_id: 0,
-                leader_addr: String::new(),
-            })),
+        let received = std::time::Instant::now();
+        let store = self.store()?;
+        match store.leader_read_index().await {
+            Ok(index) => {
+                // A lease renewal: the leader heard this node at `received`.
+                if let Some(node) = crate::shards::node_id_of(req.metadata()) {
+                    store.shard_heard().record(node, received);
+                }
+                Ok(Response::new(ReadIndexResponse {
+                    index,
+                    leader_id: 0,
+                    leader_addr: String::new(),
+                }))
+            }
             Err(ProposeError::NotLeader {
                 leader_id,
                 leader_addr,

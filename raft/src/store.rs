@@ -119,6 +119,7 @@ pub(crate) struct Inner {
     peers: Arc<Peers>,
     proposals: mpsc::Sender<Proposal>,
     changes: broadcast::Sender<Arc<ChangeEvent>>,
+    shard_heard: crate::shards::HeardLog,
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -224,6 +225,7 @@ impl Store {
                 peers,
                 proposals: ptx,
                 changes,
+                shard_heard: Default::default(),
                 cancel: cancel.clone(),
                 tasks: Mutex::new(Vec::new()),
             }),
@@ -304,6 +306,16 @@ impl Store {
     /// The underlying openraft handle, for what this API does not cover.
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// Lease-renewal requests this member confirmed as leader (read by the shard manager).
+    pub(crate) fn shard_heard(&self) -> &crate::shards::HeardLog {
+        &self.inner.shard_heard
+    }
+
+    /// The peer connections (the shard follower's lease renewals reuse them).
+    pub(crate) fn peers(&self) -> &Peers {
+        &self.inner.peers
     }
 
     /// Form a new group with `members` (id → `host:port`), this member among them. Call on
