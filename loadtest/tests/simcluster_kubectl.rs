@@ -154,6 +154,13 @@ async fn kubectl_applies_diffs_patches_waits_and_deletes() {
         None,
     )
     .await;
+    let rollout = k
+        .ok(
+            &["rollout", "status", "deployment/web", "--timeout=30s"],
+            None,
+        )
+        .await;
+    assert!(rollout.contains("successfully rolled out"), "{rollout}");
 
     tracing_phase("server-side apply and conflicts");
     k.ok(
