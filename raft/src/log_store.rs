@@ -39,7 +39,11 @@ impl LogStore {
         let log = db.open_tree("raft_log").map_err(io::Error::other)?;
         let meta = db.open_tree("raft_meta").map_err(io::Error::other)?;
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE);
-        tokio::spawn(flusher(db.clone(), flush_rx));
+        // A dedicated thread: a flush blocks on the disk, and a tokio worker must not.
+        let flush_db = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flush".into())
+            .spawn(move || flusher(flush_db, flush_rx))?;
         Ok(Self {
             db: db.clone(),
             log,
@@ -72,12 +76,20 @@ impl LogStore {
     }
 }
 
-/// Completes appends after a flush that covers them: one flush for everything queued.
-async fn flusher(db: sled::Db, mut rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+/// Completes appends after a flush that covers them: one flush for everything queued. Runs on
+/// its own thread and ends when every [`LogStore`] handle is dropped.
+fn flusher(db: sled::Db, mut rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
     let mut waiting = Vec::new();
-    while rx.recv_many(&mut waiting, FLUSH_QUEUE).await > 0 {
+    while let Some(first) = rx.blocking_recv() {
+        waiting.push(first);
+        while waiting.len() < FLUSH_QUEUE {
+            match rx.try_recv() {
+                Ok(cb) => waiting.push(cb),
+                Err(_) => break,
+            }
+        }
         let started = std::time::Instant::now();
-        let res = db.flush_async().await;
+        let res = db.flush();
         let took = started.elapsed();
         if took > std::time::Duration::from_millis(20) {
             tracing::debug!(appends = waiting.len(), ?took, "slow raft log flush");
