@@ -206,6 +206,34 @@ async fn kubectl_applies_diffs_patches_waits_and_deletes() {
         .await,
         "7"
     );
+    let ssa_diff = k
+        .run_with(
+            &[
+                "diff",
+                "--server-side",
+                "--field-manager=intruder",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            Some(&other.replace("replicas: 7", "replicas: 8")),
+        )
+        .await;
+    assert!(
+        !ssa_diff.ok && ssa_diff.stdout.contains("+  replicas: 8"),
+        "{}\n{}",
+        ssa_diff.stdout,
+        ssa_diff.stderr
+    );
+    assert_eq!(
+        k.ok(
+            &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+            None
+        )
+        .await,
+        "7",
+        "diff stores nothing"
+    );
 
     tracing_phase("label and the three patch types");
     k.ok(&["label", "deployment", "web", "tier=frontend"], None)
