@@ -196,6 +196,41 @@ async fn controllers_report_progress_and_requested_failures() {
     })
     .await;
 
+    // StatefulSets, DaemonSets and Jobs own their Pods too; Job Pods end Succeeded.
+    for (name, phase) in [
+        ("db-0", "Running"),
+        ("db-1", "Running"),
+        ("db-2", "Running"),
+    ] {
+        status_of(&pods, name, "statefulset pod", |s| s["phase"] == phase).await;
+    }
+    let owned_by = |kind: &'static str, owner: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let all = pods.list(&ListParams::default()).await.ok()?.items;
+            let mine: Vec<Pod> = all
+                .into_iter()
+                .filter(|p| {
+                    p.metadata
+                        .owner_references
+                        .as_ref()
+                        .is_some_and(|r| r.iter().any(|r| r.kind == kind && r.name == owner))
+                })
+                .collect();
+            (!mine.is_empty()).then_some(mine)
+        }
+    };
+    let agent = eventually(10, "daemonset pod", || owned_by("DaemonSet", "agent")).await;
+    assert_eq!(agent.len(), 1);
+    let job_pods = eventually(10, "job pod succeeded", || async {
+        let mine = owned_by("Job", "done").await?;
+        mine.iter()
+            .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
+            .then_some(mine)
+    })
+    .await;
+    assert_eq!(job_pods.len(), 1);
+
     let svc = create::<Service>(&c, json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})).await;
     status_of(&svc, "lb", "load balancer address", |s| {
         s["loadBalancer"]["ingress"][0]["ip"].is_string()

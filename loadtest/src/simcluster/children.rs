@@ -33,7 +33,7 @@ fn target(
 }
 
 fn owner_ref(owner: &Value, kind: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": kind, "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+    json!({"apiVersion": owner["apiVersion"], "kind": kind, "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
         "controller": true, "blockOwnerDeletion": true})
 }
 
@@ -127,37 +127,65 @@ pub fn deployment(store: &mut Store, key: &Key, d: &Value) {
     }
 }
 
-/// Makes a ReplicaSet's Pods match its replicas.
-pub fn replicaset(store: &mut Store, key: &Key, rs: &Value) {
+/// Makes the Pods a workload owns match `want`: ReplicaSets, DaemonSets and Jobs name them
+/// `<owner>-<random>`, StatefulSets `<owner>-<ordinal>`. Pods carry the template's labels
+/// and the owner's failure annotation.
+pub fn pods(store: &mut Store, key: &Key, owner: &Value, want: usize, ordinal: bool) {
     let ns = key.1.as_str();
-    let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-    let uid = rs["metadata"]["uid"].clone();
-    let pods: Vec<String> = owned_by(store, "/pods", ns, &uid)
+    let template = &owner["spec"]["template"];
+    if !template.is_object() {
+        return;
+    }
+    let uid = owner["metadata"]["uid"].clone();
+    let have: Vec<String> = owned_by(store, "/pods", ns, &uid)
         .into_iter()
         .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
         .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
         .collect();
-    for extra in pods.iter().skip(want) {
-        if let Some(t) = target(store, "", "pods", ns, Some(extra.clone())) {
+    let wanted: Vec<String> = if ordinal {
+        (0..want).map(|i| format!("{}-{i}", key.2)).collect()
+    } else {
+        vec![]
+    };
+    let extra: Vec<&String> = if ordinal {
+        have.iter().filter(|n| !wanted.contains(n)).collect()
+    } else {
+        have.iter().skip(want).collect()
+    };
+    for name in extra {
+        if let Some(t) = target(store, "", "pods", ns, Some(name.clone())) {
             let _ = delete(store, &t, &json!({}), &opts());
         }
     }
-    for _ in pods.len()..want {
+    let missing: Vec<Option<String>> = if ordinal {
+        wanted
+            .into_iter()
+            .filter(|n| !have.contains(n))
+            .map(Some)
+            .collect()
+    } else {
+        (have.len()..want).map(|_| None).collect()
+    };
+    let kind = owner["kind"].as_str().unwrap_or_default();
+    for name in missing {
         let Some(t) = target(store, "", "pods", ns, None) else {
             return;
         };
-        let pod = json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"generateName": format!("{}-", key.2), "namespace": ns,
-                         "labels": rs["spec"]["template"]["metadata"]["labels"],
-                         "annotations": rs["metadata"]["annotations"].as_object().and_then(|a| a.get(super::controllers::FAIL_ANNOTATION)).map(|v| json!({super::controllers::FAIL_ANNOTATION: v})),
-                         "ownerReferences": [owner_ref(rs, "ReplicaSet")]},
-            "spec": rs["spec"]["template"]["spec"]});
-        let mut pod = pod;
-        if pod["metadata"]["annotations"].is_null() {
-            if let Some(m) = pod["metadata"].as_object_mut() {
-                m.remove("annotations");
-            }
+        let mut meta = json!({"namespace": ns, "ownerReferences": [owner_ref(owner, kind)]});
+        match name {
+            Some(n) => meta["name"] = json!(n),
+            None => meta["generateName"] = json!(format!("{}-", key.2)),
         }
+        if template["metadata"]["labels"].is_object() {
+            meta["labels"] = template["metadata"]["labels"].clone();
+        }
+        if let Some(fail) =
+            owner["metadata"]["annotations"].get(super::controllers::FAIL_ANNOTATION)
+        {
+            meta["annotations"] = json!({super::controllers::FAIL_ANNOTATION: fail});
+        }
+        let pod =
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]});
         let _ = create(store, &t, pod, &opts());
     }
 }

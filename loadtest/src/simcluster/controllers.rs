@@ -163,7 +163,14 @@ fn desired_status(gr: &str, o: &Value, now: &str) -> Option<Value> {
             "numberReady": if fail { 0 } else { 1 }, "numberAvailable": if fail { 0 } else { 1 }, "updatedNumberScheduled": 1, "numberMisscheduled": 0})
         }
         "/pods" => {
-            if fail {
+            let job_pod = o["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["kind"] == "Job"));
+            if job_pod && !fail {
+                json!({"phase": "Succeeded", "podIP": "10.244.0.11", "hostIP": "172.18.0.2", "startTime": o["metadata"]["creationTimestamp"],
+                    "conditions": [cond("Initialized", true, "", "", now, o), cond("Ready", false, "PodCompleted", "", now, o),
+                                   cond("ContainersReady", false, "PodCompleted", "", now, o), cond("PodScheduled", true, "", "", now, o)]})
+            } else if fail {
                 json!({"phase": "Failed", "reason": "Simulated", "conditions": [cond("Ready", false, "PodFailed", "", now, o)]})
             } else {
                 json!({"phase": "Running", "podIP": "10.244.0.10", "hostIP": "172.18.0.2", "startTime": o["metadata"]["creationTimestamp"],
@@ -211,7 +218,18 @@ fn reconcile_children(store: &mut Store, key: &Key) {
     }
     match key.0.as_str() {
         "apps/deployments" => super::children::deployment(store, key, &obj),
-        "apps/replicasets" => super::children::replicaset(store, key, &obj),
+        "apps/replicasets" | "apps/statefulsets" => {
+            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
+            super::children::pods(store, key, &obj, want, key.0 == "apps/statefulsets")
+        }
+        "apps/daemonsets" => super::children::pods(store, key, &obj, 1, false),
+        "batch/jobs" => {
+            let want = obj["spec"]["completions"]
+                .as_i64()
+                .unwrap_or(1)
+                .clamp(0, 100) as usize;
+            super::children::pods(store, key, &obj, want, false)
+        }
         _ => {}
     }
 }
