@@ -160,3 +160,47 @@ async fn plain_http_without_auth_serves_the_same_api() {
     assert!(api.get("plain").await.is_ok());
     sim.shutdown().await;
 }
+
+/// The library snippet of docs/simcluster.md, step by step.
+#[tokio::test]
+async fn library_api_as_documented() {
+    use flotilla_loadtest::simcluster::{FaultConfig, SimCluster};
+    let sim = SimCluster::start(SimConfig::default()).await.unwrap();
+    assert!(sim.url().starts_with("https://127.0.0.1:"));
+    assert!(sim
+        .ca_pem()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(sim.token().unwrap().len(), 32);
+    assert!(sim
+        .kubeconfig()
+        .unwrap()
+        .contains("certificate-authority-data"));
+    sim.set_faults(FaultConfig {
+        error_rate: 0.2,
+        ..Default::default()
+    });
+    assert_eq!(sim.faults().error_rate, 0.2);
+    sim.set_offline(true);
+    assert!(sim.faults().offline);
+    sim.drop_watches();
+    sim.expire_watch_history();
+    sim.shutdown().await;
+
+    let fleet = SimFleet::start(
+        5,
+        0,
+        SimConfig {
+            name: "dest".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fleet.write_kubeconfigs(dir.path()).unwrap();
+    assert!(
+        dir.path().join("dest-4.kubeconfig").exists() && dir.path().join("all.kubeconfig").exists()
+    );
+    fleet.shutdown().await;
+}
