@@ -1,4 +1,6 @@
 //! Command-line interface of the `flotilla` binary.
+pub mod engine;
+pub mod health;
 pub mod render;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -35,6 +37,14 @@ pub enum Command {
     Version,
     /// Print the desired objects of an Argo CD Application, one document per object.
     Render(render::RenderArgs),
+    /// Print the health of every object in YAML files.
+    Health(health::HealthArgs),
+    /// Compare an Application's desired objects with its destination cluster
+    /// (exit 0 in sync, 1 out of sync, 2 on error).
+    Diff(engine::DiffArgs),
+    /// Sync an Application to its destination cluster once (exit 0 on success, 1 when the
+    /// sync failed, 2 on error).
+    Sync(engine::SyncArgs),
 }
 
 /// Set up `tracing` for the chosen format, writing to stderr.

@@ -4,10 +4,15 @@
 //! (`Application`, `AppProject`, cluster and repository Secrets); [`source`] keeps one bare
 //! Git mirror per repository and reads trees from it; [`render`] turns an `Application`
 //! into the objects that should exist ([`render::Renderer::render`]), with a cache keyed
-//! by the app's inputs; [`cli`] is the `flotilla` command line.
+//! by the app's inputs; [`clusters`] holds destination clusters and their clients;
+//! [`live`] reads an app's live objects and compares them ([`live::compare_app`]) with
+//! [`diff`]; [`sync`] plans and executes syncs ([`sync::executor::sync_app`]); [`health`]
+//! assesses objects; [`cli`] is the `flotilla` command line.
 pub mod cli;
+pub mod clusters;
 pub mod diff;
 pub mod health;
+pub mod live;
 pub mod model;
 pub mod render;
 pub mod source;

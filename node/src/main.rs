@@ -9,20 +9,58 @@ fn main() -> std::process::ExitCode {
             println!("flotilla {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Render(args) => tokio::runtime::Runtime::new()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| {
-                rt.block_on(flotilla_node::cli::render::run(
+        Command::Render(args) => runtime().and_then(|rt| {
+            rt.block_on(flotilla_node::cli::render::run(
+                &args,
+                &mut std::io::stdout().lock(),
+            ))
+        }),
+        Command::Health(args) => {
+            flotilla_node::cli::health::run(&args, &mut std::io::stdout().lock())
+        }
+        Command::Diff(args) => {
+            let r = runtime().and_then(|rt| {
+                rt.block_on(flotilla_node::cli::engine::run_diff(
                     &args,
                     &mut std::io::stdout().lock(),
                 ))
-            }),
+            });
+            return verdict(r, "out of sync");
+        }
+        Command::Sync(args) => {
+            let r = runtime().and_then(|rt| {
+                rt.block_on(flotilla_node::cli::engine::run_sync(
+                    &args,
+                    &mut std::io::stdout().lock(),
+                ))
+            });
+            return verdict(r, "sync failed");
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Runtime::new()?)
+}
+
+/// Exit 0 when `Ok(true)`, 1 when `Ok(false)`, 2 on error.
+fn verdict(r: anyhow::Result<bool>, what: &str) -> std::process::ExitCode {
+    match r {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("{what}");
+            std::process::ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
         }
     }
 }

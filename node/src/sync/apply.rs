@@ -1,0 +1,277 @@
+//! Writes to a destination cluster: server-side apply, replace, client-side apply, create,
+//! delete — each honouring dry run. Used by the [`super::executor`].
+
+use crate::clusters::{Cluster, ClusterError};
+use crate::diff::ResourceKey;
+use crate::live::note;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy};
+use serde_json::{Map, Value};
+
+/// The field manager flotilla writes with.
+pub const FIELD_MANAGER: &str = "flotilla";
+/// The annotation client-side apply keeps the last applied configuration in.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Errors writing to a cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The cluster or kind could not be resolved.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The API server refused or failed the request.
+    #[error("{what} {key}: {source}")]
+    Api {
+        /// The verb.
+        what: &'static str,
+        /// Which resource.
+        key: String,
+        /// Cause.
+        source: kube::Error,
+    },
+    /// The object could not be converted.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// Which resource.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ApplyError {
+    /// Whether the API server answered 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ApplyError::Api { source: kube::Error::Api(s), .. } if s.code == 404)
+    }
+}
+
+/// How a resource is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Server-side apply with force (Argo CD's `--force-conflicts`).
+    ServerSide,
+    /// `Replace=true`: create, or PUT over the live object.
+    Replace,
+    /// `ServerSideApply=false`: client-side apply with the last-applied annotation.
+    ClientSide,
+}
+
+fn to_dynamic(obj: &Value, key: &ResourceKey) -> Result<DynamicObject, ApplyError> {
+    serde_json::from_value(obj.clone()).map_err(|e| ApplyError::Invalid {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn to_value(obj: DynamicObject, api_version: &str, kind: &str) -> Value {
+    let mut v = serde_json::to_value(&obj).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), Value::String(api_version.into()));
+        m.insert("kind".into(), Value::String(kind.into()));
+    }
+    v
+}
+
+/// A JSON merge patch turning `last` into `desired`: keys `last` had and `desired` drops are
+/// set to null, so client-side apply removes what it applied before and nothing else.
+pub fn merge_patch(last: &Value, desired: &Value) -> Value {
+    match (last, desired) {
+        (Value::Object(l), Value::Object(d)) => {
+            let mut out = Map::new();
+            for (k, dv) in d {
+                let patched = match l.get(k) {
+                    Some(lv) if lv.is_object() && dv.is_object() => merge_patch(lv, dv),
+                    _ => dv.clone(),
+                };
+                out.insert(k.clone(), patched);
+            }
+            for k in l.keys() {
+                if !d.contains_key(k) {
+                    out.insert(k.clone(), Value::Null);
+                }
+            }
+            Value::Object(out)
+        }
+        _ => desired.clone(),
+    }
+}
+
+fn set_annotation(obj: &mut Value, key: &str, value: String) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        let ann = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(a) = ann.as_object_mut() {
+            a.insert(key.into(), Value::String(value));
+        }
+    }
+}
+
+/// Write one prepared desired object; returns the object the server answered with.
+pub async fn write(
+    cluster: &Cluster,
+    obj: &Value,
+    mode: Mode,
+    dry_run: bool,
+) -> Result<Value, ApplyError> {
+    let key = ResourceKey::of(obj);
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = cluster.kind(api_version, &key.kind).await?;
+    let api = cluster.api(&kind, &key.namespace);
+    let api_err = |what: &'static str| {
+        let key = key.to_string();
+        move |source| ApplyError::Api { what, key, source }
+    };
+    let pp = PostParams {
+        dry_run,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    let result = match mode {
+        Mode::ServerSide => {
+            let mut params = PatchParams::apply(FIELD_MANAGER).force();
+            params.dry_run = dry_run;
+            let _permit = cluster.permit().await;
+            let r = api.patch(&key.name, &params, &Patch::Apply(obj)).await;
+            note(cluster, &r);
+            r.map_err(api_err("server-side apply"))?
+        }
+        Mode::Replace => {
+            let live = {
+                let _permit = cluster.permit().await;
+                let r = api.get_opt(&key.name).await;
+                note(cluster, &r);
+                r.map_err(api_err("read"))?
+            };
+            let mut dynamic = to_dynamic(obj, &key)?;
+            let _permit = cluster.permit().await;
+            let r = match live {
+                Some(l) => {
+                    dynamic.metadata.resource_version = l.metadata.resource_version;
+                    api.replace(&key.name, &pp, &dynamic).await
+                }
+                None => api.create(&pp, &dynamic).await,
+            };
+            note(cluster, &r);
+            r.map_err(api_err("replace"))?
+        }
+        Mode::ClientSide => {
+            let live = {
+                let _permit = cluster.permit().await;
+                let r = api.get_opt(&key.name).await;
+                note(cluster, &r);
+                r.map_err(api_err("read"))?
+            };
+            let mut desired = obj.clone();
+            let text = serde_json::to_string(obj).map_err(|e| ApplyError::Invalid {
+                key: key.to_string(),
+                reason: e.to_string(),
+            })?;
+            set_annotation(&mut desired, LAST_APPLIED, text);
+            let _permit = cluster.permit().await;
+            let r = match live {
+                None => api.create(&pp, &to_dynamic(&desired, &key)?).await,
+                Some(l) => {
+                    let last = l
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(LAST_APPLIED))
+                        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                        .unwrap_or(Value::Object(Map::new()));
+                    let patch = merge_patch(&last, &desired);
+                    let params = PatchParams {
+                        dry_run,
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..Default::default()
+                    };
+                    api.patch(&key.name, &params, &Patch::Merge(&patch)).await
+                }
+            };
+            note(cluster, &r);
+            r.map_err(api_err("client-side apply"))?
+        }
+    };
+    Ok(to_value(result, api_version, &key.kind))
+}
+
+/// Create an object (hooks); `generateName` objects get their name from the server.
+pub async fn create(cluster: &Cluster, obj: &Value, dry_run: bool) -> Result<Value, ApplyError> {
+    let key = ResourceKey::of(obj);
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = cluster.kind(api_version, &key.kind).await?;
+    let api = cluster.api(&kind, &key.namespace);
+    let pp = PostParams {
+        dry_run,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    let _permit = cluster.permit().await;
+    let r = api.create(&pp, &to_dynamic(obj, &key)?).await;
+    note(cluster, &r);
+    let created = r.map_err(|source| ApplyError::Api {
+        what: "create",
+        key: key.to_string(),
+        source,
+    })?;
+    Ok(to_value(created, api_version, &key.kind))
+}
+
+/// Delete an object; a missing object is not an error. Returns whether it existed.
+pub async fn delete(
+    cluster: &Cluster,
+    obj: &Value,
+    propagation: &str,
+    dry_run: bool,
+) -> Result<bool, ApplyError> {
+    let key = ResourceKey::of(obj);
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = cluster.kind(api_version, &key.kind).await?;
+    let api = cluster.api(&kind, &key.namespace);
+    let dp = DeleteParams {
+        dry_run,
+        propagation_policy: Some(match propagation {
+            "Orphan" => PropagationPolicy::Orphan,
+            "Background" => PropagationPolicy::Background,
+            _ => PropagationPolicy::Foreground,
+        }),
+        ..Default::default()
+    };
+    let _permit = cluster.permit().await;
+    let r = api.delete(&key.name, &dp).await;
+    note(cluster, &r);
+    match r {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(source) => Err(ApplyError::Api {
+            what: "delete",
+            key: key.to_string(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_removes_only_what_was_applied_before() {
+        let last =
+            json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "data": {"x": "1", "y": "2"}});
+        let desired = json!({"metadata": {"labels": {"a": "1"}}, "data": {"x": "3"}});
+        assert_eq!(
+            merge_patch(&last, &desired),
+            json!({"metadata": {"labels": {"a": "1", "b": null}}, "data": {"x": "3", "y": null}})
+        );
+        assert_eq!(merge_patch(&json!({}), &desired), desired);
+    }
+}

@@ -1,0 +1,116 @@
+//! Injected faults: 500s and 429s retried, a cluster going offline and coming back.
+use crate::env::{cm, docs, get, start, Sync};
+use flotilla_loadtest::simcluster::FaultConfig;
+use flotilla_node::clusters::ConnectionStatus;
+use flotilla_node::sync::options::Retry;
+use flotilla_node::sync::result::OperationPhase;
+use std::time::Duration;
+
+#[tokio::test]
+async fn sync_retries_after_injected_500s() {
+    let env = start().await;
+    env.cluster.kinds().await.expect("discovery");
+    env.sim.set_faults(FaultConfig {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    tracing::info!("without retry the operation fails");
+    let s = Sync::new("r500");
+    let desired = docs(&cm("flaky", "1"));
+    let ctx = flotilla_node::sync::executor::SyncContext {
+        cluster: &env.cluster,
+        app: "r500",
+        namespace: "default",
+        tracking: Default::default(),
+        customizations: &s.custom,
+        dry_run: false,
+        create_namespace: false,
+        revision: "r",
+        step_timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(50),
+        retry: None,
+    };
+    let err = flotilla_node::sync::executor::sync_app(&ctx, &desired, &s.request, &s.diff).await;
+    assert!(err.is_err(), "listing live state fails under 500s");
+
+    tracing::info!("with retry, the operation succeeds once the errors stop");
+    env.sim.set_faults(FaultConfig::default());
+    let plan = flotilla_node::sync::plan::plan(&flotilla_node::sync::plan::PlanInput {
+        desired: &desired,
+        ..Default::default()
+    })
+    .expect("plan");
+    env.sim.set_faults(FaultConfig {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    let retry = Retry {
+        limit: 100,
+        duration: Duration::from_millis(100),
+        factor: 1.0,
+        max_duration: Duration::from_millis(100),
+    };
+    let ctx = flotilla_node::sync::executor::SyncContext {
+        retry: Some(retry),
+        ..ctx
+    };
+    let sim = &env.sim;
+    let (op, ()) = tokio::join!(flotilla_node::sync::executor::execute(&plan, &ctx), async {
+        // Let the first attempts fail, then heal the cluster.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        sim.set_faults(FaultConfig::default());
+    });
+    assert_eq!(op.phase, OperationPhase::Succeeded, "{op:#?}");
+    assert!(op.attempts > 1, "{op:#?}");
+    assert!(get(&env, "v1", "ConfigMap", "default", "flaky")
+        .await
+        .is_some());
+}
+
+#[tokio::test]
+async fn throttling_429_is_waited_out() {
+    let env = start().await;
+    env.cluster.kinds().await.expect("discovery");
+    env.sim.set_faults(FaultConfig {
+        throttle_rate: 1.0,
+        retry_after_seconds: 1,
+        ..Default::default()
+    });
+    let mut s = Sync::new("r429");
+    s.retry = Some(Retry {
+        limit: 50,
+        duration: Duration::from_millis(100),
+        factor: 1.0,
+        max_duration: Duration::from_millis(100),
+    });
+    let desired = docs(&cm("throttled", "1"));
+    let sim = &env.sim;
+    let (op, ()) = tokio::join!(s.run(&env, &desired), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sim.set_faults(FaultConfig::default());
+    });
+    assert!(op.succeeded(), "{op:#?}");
+    assert!(get(&env, "v1", "ConfigMap", "default", "throttled")
+        .await
+        .is_some());
+}
+
+#[tokio::test]
+async fn cluster_offline_then_back() {
+    let env = start().await;
+    let desired = docs(&cm("o", "1"));
+    let s = Sync::new("off");
+    assert!(s.run(&env, &desired).await.succeeded());
+    assert_eq!(env.cluster.status(), ConnectionStatus::Connected);
+    env.sim.set_offline(true);
+    let r = flotilla_node::live::list_managed(&env.cluster, "off", Default::default()).await;
+    assert!(r.is_err());
+    assert!(
+        matches!(env.cluster.status(), ConnectionStatus::Failed(m) if !m.is_empty()),
+        "{:?}",
+        env.cluster.status()
+    );
+    env.sim.set_offline(false);
+    assert!(s.compare(&env, &desired).await.in_sync());
+    assert_eq!(env.cluster.status(), ConnectionStatus::Connected);
+}
