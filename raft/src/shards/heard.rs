@@ -1,7 +1,8 @@
-//! What the leader heard from nodes through their lease-renewal requests.
+//! What the leader heard from nodes through their lease-renewal requests, and which nodes it
+//! no longer grants leases to.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use flotilla_shard::NodeId;
@@ -9,27 +10,40 @@ use flotilla_shard::NodeId;
 /// gRPC metadata key carrying the id of the node that sends a lease-renewal read-index.
 pub(crate) const NODE_ID_HEADER: &str = "flotilla-node-id";
 
-/// The latest instant at which this member, as leader, received a lease-renewal request from
-/// each node and confirmed its leadership for it.
+#[derive(Debug, Default)]
+pub(crate) struct Book {
+    /// The latest receipt instant of a lease-renewal request, per node.
+    pub(crate) latest: BTreeMap<NodeId, Instant>,
+    /// Nodes the manager declared dead: their renewals are refused until they are alive.
+    pub(crate) fenced: BTreeSet<NodeId>,
+}
+
+/// The leader's record of lease-renewal requests. Admitting a request and the manager's
+/// dead/alive decision happen under one lock, so a renewal is either seen by the decision
+/// (the node counts as alive) or refused (the node's shards may move).
 #[derive(Debug, Default)]
 pub(crate) struct HeardLog {
-    latest: Mutex<BTreeMap<NodeId, Instant>>,
+    book: Mutex<Book>,
 }
 
 impl HeardLog {
-    /// Records a request from `node` received at `at`.
-    pub(crate) fn record(&self, node: NodeId, at: Instant) {
-        if let Ok(mut m) = self.latest.lock() {
-            let e = m.entry(node).or_insert(at);
-            if at > *e {
-                *e = at;
-            }
+    /// Records a renewal request from `node` received at `at`; `false` if the node is fenced
+    /// and must not be granted a lease.
+    pub(crate) fn admit(&self, node: NodeId, at: Instant) -> bool {
+        let mut b = self.lock();
+        if b.fenced.contains(&node) {
+            return false;
         }
+        let e = b.latest.entry(node).or_insert(at);
+        if at > *e {
+            *e = at;
+        }
+        true
     }
 
-    /// The latest receipt instant per node.
-    pub(crate) fn snapshot(&self) -> BTreeMap<NodeId, Instant> {
-        self.latest.lock().map(|m| m.clone()).unwrap_or_default()
+    /// The book, locked: the manager reads it and sets the fenced set in one step.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

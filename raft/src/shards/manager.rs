@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use flotilla_shard::{plan, shard_weights, Assignment, Liveness, NodeId, ShardMap};
+use flotilla_shard::{plan, shard_weights, Assignment, Epoch, Liveness, NodeId, ShardMap};
 use tokio_util::sync::CancellationToken;
 
 use super::ShardConfig;
@@ -26,6 +26,17 @@ struct Leading {
     tracked: BTreeSet<NodeId>,
     last_key: Option<(Vec<NodeId>, BTreeSet<NodeId>)>,
     last_plan: Instant,
+    handoff: Option<Handoff>,
+}
+
+/// A map whose moves from live owners wait until their leases have ended.
+struct Handoff {
+    /// The epoch of the committed map that released those shards.
+    released: Epoch,
+    /// When the new owners may get them.
+    ready_at: Instant,
+    /// The map to commit then (its epoch is `released + 1`).
+    next: ShardMap,
 }
 
 /// The manager loop; returns when `cancel` fires.
@@ -52,14 +63,16 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
         let st = match &mut leading {
             Some(st) => st,
             None => {
-                // Everything committed before this term must be applied before planning.
+                // Confirm leadership with a quorum, and apply everything committed before
+                // this term, before planning anything.
                 let caught_up = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    r = store.linearizable() => r.is_ok(),
+                    r = catch_up(&store, cfg.lease.liveness_timeout) => r,
                 };
                 if !caught_up {
                     continue;
                 }
+                store.shard_heard().lock().fenced.clear();
                 let now = Instant::now();
                 tracing::info!(node = store.id(), term = m.term, "shard manager leading");
                 leading.insert(Leading {
@@ -68,6 +81,7 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
                     tracked: members.clone(),
                     last_key: None,
                     last_plan: now,
+                    handoff: None,
                 })
             }
         };
@@ -83,12 +97,20 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
                 }
             }
         }
-        for (id, at) in store.shard_heard().snapshot() {
-            if members.contains(&id) && at >= st.since {
-                st.liveness.heard(id, at);
+        // Feed renewals and decide who is alive under the log's lock; fence the others.
+        let (now, alive) = {
+            let mut book = store.shard_heard().lock();
+            let now = Instant::now();
+            for (&id, &at) in &book.latest {
+                if members.contains(&id) && at >= st.since {
+                    st.liveness.heard(id, at);
+                }
             }
-        }
-        st.liveness.heard(store.id(), now);
+            st.liveness.heard(store.id(), now);
+            let alive = st.liveness.alive(now);
+            book.fenced = members.difference(&alive).copied().collect();
+            (now, alive)
+        };
         if now < st.since + cfg.handoff_wait() {
             continue;
         }
@@ -104,7 +126,6 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
             }
         };
         let eligible: Vec<NodeId> = members.difference(&draining).copied().collect();
-        let alive = st.liveness.alive(now);
         let key = (eligible.clone(), alive.clone());
         let current = match store.local().shard_map() {
             Ok(m) => m,
@@ -116,6 +137,26 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
         if let Some(map) = &current {
             remove_drained(&store, map, &members, &draining).await;
         }
+        if let Some(h) = st.handoff.take() {
+            if now < h.ready_at {
+                st.handoff = Some(h);
+                continue;
+            }
+            // Give the released shards to their new owners only if nothing else changed
+            // meanwhile; otherwise plan again from what is committed.
+            let unchanged = current.as_ref().map(|m| m.epoch) == Some(h.released)
+                && st.last_key.as_ref() == Some(&key);
+            if unchanged {
+                if let Err(e) = commit(&store, h.next).await {
+                    tracing::warn!(node = store.id(), error = %e, "completing a handoff");
+                }
+                st.last_key = None;
+                continue;
+            }
+        }
+        if !alive.contains(&store.id()) {
+            continue;
+        }
         let due = st.last_key.as_ref() != Some(&key)
             || now.duration_since(st.last_plan) >= cfg.replan_interval
             || current.is_none();
@@ -123,14 +164,27 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
             continue;
         }
         let current = current.unwrap_or_else(|| ShardMap::unassigned(cfg.shard_count));
-        match replan(&store, &cfg, &current, &eligible, &alive, &cancel).await {
-            Ok(()) => {
+        match replan(&store, &cfg, &current, &eligible, &alive).await {
+            Ok(handoff) => {
                 st.last_key = Some(key);
                 st.last_plan = Instant::now();
+                st.handoff = handoff;
             }
             Err(e) => tracing::warn!(node = store.id(), error = %e, "shard planning"),
         }
     }
+}
+
+async fn catch_up(store: &Store, timeout: std::time::Duration) -> bool {
+    let Ok(index) = store.leader_read_index().await else {
+        return false;
+    };
+    store
+        .raft()
+        .wait(Some(timeout))
+        .applied_index_at_least(Some(index), "shard manager catch-up")
+        .await
+        .is_ok()
 }
 
 /// Removes draining members that own no shard any more (never this member itself).
@@ -152,21 +206,21 @@ async fn remove_drained(
 }
 
 /// Plans and commits the next map if something must move. Shards leaving a node that is
-/// still alive are released first and reassigned after the handoff wait.
+/// still alive are released now; the returned handoff gives them to their new owners once
+/// every lease the old owners could hold has ended.
 async fn replan(
     store: &Store,
     cfg: &ShardConfig,
     current: &ShardMap,
     eligible: &[NodeId],
     alive: &BTreeSet<NodeId>,
-    cancel: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<Option<Handoff>, String> {
     let apps = store.local().apps().map_err(|e| e.to_string())?;
     let weights = shard_weights(apps.iter().map(|a| a.app.as_str()), current.shard_count());
     let Some(next) =
         plan(current, eligible, alive, &weights, &cfg.plan).map_err(|e| e.to_string())?
     else {
-        return Ok(());
+        return Ok(None);
     };
     let handoff: Vec<_> = next
         .moves
@@ -183,7 +237,7 @@ async fn replan(
         "new shard map planned"
     );
     if handoff.is_empty() {
-        return commit(store, next.map).await;
+        return commit(store, next.map).await.map(|()| None);
     }
     // Step 1: everything but the shards of live owners moves now; those are released.
     let mut release = next.map.clone();
@@ -195,23 +249,20 @@ async fn replan(
     }
     let release_epoch = release.epoch;
     commit(store, release).await?;
-    // Step 2: after every lease the old owners could hold has ended, the new owners get them.
-    tokio::select! {
-        _ = cancel.cancelled() => return Ok(()),
-        _ = tokio::time::sleep(cfg.handoff_wait()) => {}
-    }
-    let still = store.local().shard_map().map_err(|e| e.to_string())?;
-    if !store.metrics().is_leader || still.as_ref().map(|m| m.epoch) != Some(release_epoch) {
-        return Err("the map changed during a handoff; planning again".into());
-    }
+    let ready_at = Instant::now() + cfg.handoff_wait();
     let mut done = next.map;
     done.epoch = release_epoch + 1;
+    let handoff: BTreeSet<_> = handoff.into_iter().collect();
     for mv in &next.moves {
         if handoff.contains(&mv.shard) {
             done.shards[mv.shard as usize].since = done.epoch;
         }
     }
-    commit(store, done).await
+    Ok(Some(Handoff {
+        released: release_epoch,
+        ready_at,
+        next: done,
+    }))
 }
 
 async fn commit(store: &Store, map: ShardMap) -> Result<(), String> {

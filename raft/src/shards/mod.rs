@@ -103,7 +103,7 @@ pub fn default_lease() -> LeaseConfig {
 }
 
 /// Election timeout range (ms) that goes with [`default_lease`] for the 3 s failover target.
-pub const ELECTION_TIMEOUT_MS: (u64, u64) = (500, 1000);
+pub const ELECTION_TIMEOUT_MS: (u64, u64) = (400, 700);
 /// Heartbeat interval (ms) that goes with [`ELECTION_TIMEOUT_MS`].
 pub const HEARTBEAT_MS: u64 = 100;
 
@@ -237,8 +237,11 @@ impl ShardNode {
     }
 
     /// Leaves the cluster gracefully: marks this node draining, waits until the applied map
-    /// gives it no shards, hands leadership away if it leads, and waits until the leader has
-    /// removed it from the membership. Call [`ShardNode::shutdown`] and stop the store after.
+    /// gives it no shards, hands leadership away if it leads, and waits until it no longer
+    /// votes. The leader's manager removes a drained node from the membership (first its
+    /// vote, then the node); a removed member is not sent the entry that removes it, so this
+    /// returns once the node holds no shard and no vote. Call [`ShardNode::shutdown`] and
+    /// stop the store after.
     pub async fn leave(&self, timeout: Duration) -> Result<(), ShardsError> {
         let id = self.id();
         let started = tokio::time::Instant::now();
@@ -277,7 +280,7 @@ impl ShardNode {
         }
         loop {
             let m = self.store.metrics();
-            if !m.voters.contains(&id) && !m.learners.contains(&id) {
+            if !m.voters.contains(&id) && !m.is_leader {
                 break;
             }
             if m.is_leader {
@@ -288,7 +291,7 @@ impl ShardNode {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(expired("waiting for the leader to remove this node"));
+                return Err(expired("waiting for the leader to remove this node's vote"));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
