@@ -474,31 +474,33 @@ async fn dropped_watch_connections_abort_and_the_watcher_recovers() {
         "the watch was cut long before its 30 s timeout"
     );
 
+    // Once the first watch has been dropped and a second one started, create an object:
+    // only the re-established watch can deliver it. The stream is polled throughout (the
+    // watcher is lazy), checking the server's watch count between events.
     let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    let start = sim.watches_started();
     let mut created = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        match tokio::time::timeout_at(deadline, stream.next())
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher did not deliver after a drop"
+        );
+        if !created && sim.watches_started() >= start + 2 {
+            created = true;
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap(),
+            )
             .await
-            .expect("event in time")
+            .unwrap();
+        }
+        if let Ok(Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)))) =
+            tokio::time::timeout(Duration::from_millis(50), stream.next()).await
         {
-            Some(Ok(watcher::Event::InitDone)) if !created => {
-                created = true;
-                // Created after at least one drop, so the re-watch must deliver it.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                api.create(
-                    &PostParams::default(),
-                    &serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap(),
-                )
-                .await
-                .unwrap();
+            if created && o.metadata.name.as_deref() == Some("late") {
+                break;
             }
-            Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)))
-                if o.metadata.name.as_deref() == Some("late") =>
-            {
-                break
-            }
-            _ => {}
         }
     }
     sim.shutdown().await;

@@ -112,6 +112,7 @@ pub(crate) struct Cluster {
     pub(crate) controllers: ControllerConfig,
     pub(crate) bookmark_interval: Duration,
     pub(crate) drop_watches: tokio_watch::Sender<u64>,
+    pub(crate) watches_started: std::sync::atomic::AtomicU64,
     pub(crate) shutdown: tokio_watch::Sender<bool>,
 }
 
@@ -191,6 +192,7 @@ impl SimCluster {
             controllers: config.controllers,
             bookmark_interval: config.bookmark_interval,
             drop_watches: tokio_watch::channel(0).0,
+            watches_started: std::sync::atomic::AtomicU64::new(0),
             shutdown: tokio_watch::channel(false).0,
         });
         let acceptor = certs
@@ -294,6 +296,13 @@ impl SimCluster {
     /// Forgets the event history, so every watch resuming from an old version gets 410.
     pub fn expire_watch_history(&self) {
         self.cluster.lock().compact_all();
+    }
+
+    /// How many watch requests the cluster has accepted (re-watches included).
+    pub fn watches_started(&self) -> u64 {
+        self.cluster
+            .watches_started
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The cluster's current resourceVersion.

@@ -84,6 +84,9 @@ pub(crate) fn start(
     q: ListQuery,
     p: WatchParams,
 ) -> Result<mpsc::Receiver<Chunk>, ApiError> {
+    cluster
+        .watches_started
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (tx, body) = mpsc::channel(BODY_BUFFER);
     let mut first: Vec<Bytes> = vec![];
     let force_410 = cluster.faults.get().force_watch_410;
