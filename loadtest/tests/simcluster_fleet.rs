@@ -185,6 +185,8 @@ async fn library_api_as_documented() {
     assert!(sim.faults().offline);
     sim.drop_watches();
     sim.expire_watch_history();
+    assert_eq!(sim.fault_counts().errors, 0);
+    assert_eq!(sim.watches_started(), 0);
     sim.shutdown().await;
 
     let fleet = SimFleet::start(

@@ -296,7 +296,12 @@ async fn faults_inject_errors_throttling_latency_and_offline() {
     });
     let pending =
         tokio::spawn(async move { api.list(&Default::default()).await.map(|l| l.items.len()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = sim.fault_counts().throttled;
+    let s = &sim;
+    eventually(10, "the request throttled once", || async move {
+        (s.fault_counts().throttled > before).then_some(())
+    })
+    .await;
     sim.set_faults(FaultConfig {
         throttle_rate: 1.0,
         ..Default::default()

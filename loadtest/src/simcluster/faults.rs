@@ -1,6 +1,7 @@
 //! Fault injection: latency, injected 500s and 429s, forced 410 on watches, offline switch.
 
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -41,24 +42,48 @@ pub enum Injected {
 
 /// The per-cluster fault switchboard.
 #[derive(Debug, Default)]
-pub struct Faults(Mutex<FaultConfig>);
+pub struct Faults {
+    config: Mutex<FaultConfig>,
+    counts: [AtomicU64; 3],
+}
+
+/// How many faults a cluster has injected so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Requests answered 500.
+    pub errors: u64,
+    /// Requests answered 429.
+    pub throttled: u64,
+    /// Requests whose connection was closed while offline.
+    pub refused: u64,
+}
 
 impl Faults {
+    /// Faults injected so far.
+    pub fn counts(&self) -> FaultCounts {
+        let n = |i: usize| self.counts[i].load(Ordering::Relaxed);
+        FaultCounts {
+            errors: n(0),
+            throttled: n(1),
+            refused: n(2),
+        }
+    }
+
     /// A copy of the current configuration.
     pub fn get(&self) -> FaultConfig {
-        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+        self.config.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// Replaces the configuration.
     pub fn set(&self, cfg: FaultConfig) {
-        if let Ok(mut c) = self.0.lock() {
+        if let Ok(mut c) = self.config.lock() {
             *c = cfg;
         }
     }
 
     /// Changes the configuration in place.
     pub fn update(&self, f: impl FnOnce(&mut FaultConfig)) {
-        if let Ok(mut c) = self.0.lock() {
+        if let Ok(mut c) = self.config.lock() {
             f(&mut c);
         }
     }
@@ -68,12 +93,15 @@ impl Faults {
         let c = self.get();
         let latency = Duration::from_millis(c.latency_ms);
         if c.offline {
+            self.counts[2].fetch_add(1, Ordering::Relaxed);
             return (latency, Injected::Offline);
         }
         let r = super::meta::random_unit();
         let injected = if r < c.error_rate {
+            self.counts[0].fetch_add(1, Ordering::Relaxed);
             Injected::Error
         } else if r < c.error_rate + c.throttle_rate {
+            self.counts[1].fetch_add(1, Ordering::Relaxed);
             Injected::Throttle(c.retry_after_seconds.max(1))
         } else {
             Injected::None
@@ -100,5 +128,13 @@ mod tests {
         assert_eq!(f.decide().1, Injected::Throttle(3));
         f.update(|c| c.offline = true);
         assert_eq!(f.decide().1, Injected::Offline);
+        assert_eq!(
+            f.counts(),
+            FaultCounts {
+                errors: 1,
+                throttled: 1,
+                refused: 1
+            }
+        );
     }
 }

@@ -266,6 +266,11 @@ impl SimCluster {
         )
     }
 
+    /// Faults injected so far (500s, 429s, refused requests).
+    pub fn fault_counts(&self) -> faults::FaultCounts {
+        self.cluster.faults.counts()
+    }
+
     /// Current fault configuration.
     pub fn faults(&self) -> FaultConfig {
         self.cluster.faults.get()
