@@ -9,12 +9,15 @@ use std::time::Duration;
 use flotilla_proto::raft::raft_peer_client::RaftPeerClient;
 use flotilla_proto::raft::store_client_client::StoreClientClient;
 use flotilla_proto::raft::{RaftPayload, SnapshotChunk};
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
+use openraft::OptionalSend;
 use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -226,6 +229,42 @@ impl PeerClient {
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = Vec<u8>;
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        _option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let mut client = self.client()?;
+            let target = self.target;
+            // Encoding plain openraft data cannot fail; a failure would end the stream.
+            let requests = input
+                .map(|r| encode(&r).map(|data| RaftPayload { data }))
+                .take_while(|r| futures::future::ready(r.is_ok()))
+                .filter_map(|r| futures::future::ready(r.ok()));
+            let replies = client
+                .stream_append(requests)
+                .await
+                .map_err(|s| status_to_rpc(target, s))?
+                .into_inner()
+                .map(move |item| {
+                    let p = item.map_err(|s| status_to_rpc(target, s))?;
+                    decode::<StreamAppendResult<TypeConfig>>(&p.data)
+                        .map_err(|e| RPCError::Network(NetworkError::new(&e)))
+                });
+            Ok(Box::pin(replies) as BoxStream<'s, _>)
+        })
+    }
 
     async fn append_entries(
         &mut self,

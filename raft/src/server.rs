@@ -33,8 +33,38 @@ pub(crate) struct PeerService {
     pub(crate) raft: Raft,
 }
 
+/// The reply stream of `StreamAppend`.
+type AppendReplies =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<RaftPayload, Status>> + Send + 'static>>;
+
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
+    type StreamAppendStream = AppendReplies;
+
+    async fn stream_append(
+        &self,
+        req: Request<Streaming<RaftPayload>>,
+    ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        // The input ends at the first transport or decoding error; openraft then sees the
+        // stream close and the leader starts a new one.
+        let input = req
+            .into_inner()
+            .take_while(|r| futures::future::ready(r.is_ok()))
+            .filter_map(|r| {
+                futures::future::ready(
+                    r.ok()
+                        .and_then(|p| decode::<AppendEntriesRequest<TypeConfig>>(&p.data).ok()),
+                )
+            });
+        let replies = self.raft.stream_append(input).map(|res| match res {
+            Ok(r) => encode(&r)
+                .map(|data| RaftPayload { data })
+                .map_err(|e| Status::internal(format!("cannot encode reply: {e}"))),
+            Err(fatal) => Err(Status::unavailable(fatal.to_string())),
+        });
+        Ok(Response::new(Box::pin(replies)))
+    }
+
     async fn append_entries(
         &self,
         req: Request<RaftPayload>,
@@ -206,22 +236,20 @@ impl StoreClient for ClientService {
         &self,
         req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
+        let received = std::time::Instant::now();
         let store = self.store()?;
-        // A lease renewal: the leader hears the node now, unless it already gave the node's
-        // shards away.
-        if let Some(node) = crate::shards::node_id_of(req.metadata()) {
-            if !store.shard_heard().admit(node, std::time::Instant::now()) {
-                return Err(Status::failed_precondition(format!(
-                    "node {node} was declared dead; no lease until it is alive again"
-                )));
-            }
-        }
         match store.leader_read_index().await {
-            Ok(index) => Ok(Response::new(ReadIndexResponse {
-                index,
-                leader_id: 0,
-                leader_addr: String::new(),
-            })),
+            Ok(index) => {
+                // A lease renewal: the leader heard this node at `received`.
+                if let Some(node) = crate::shards::node_id_of(req.metadata()) {
+                    store.shard_heard().record(node, received);
+                }
+                Ok(Response::new(ReadIndexResponse {
+                    index,
+                    leader_id: 0,
+                    leader_addr: String::new(),
+                }))
+            }
             Err(ProposeError::NotLeader {
                 leader_id,
                 leader_addr,
