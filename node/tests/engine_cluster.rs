@@ -7,6 +7,8 @@ mod support;
 
 #[path = "engine/cli.rs"]
 mod cli;
+#[path = "engine/clusters.rs"]
+mod clusters;
 #[path = "engine/faults.rs"]
 mod faults;
 #[path = "engine/hooks.rs"]

@@ -243,6 +243,7 @@ pub async fn run_sync(args: &SyncArgs, out: &mut impl std::io::Write) -> anyhow:
         step_timeout: Duration::from_secs(args.timeout),
         poll_interval: Duration::from_millis(500),
         retry,
+        ignore: &diff.ignore,
     };
     let request = SyncRequest {
         prune: args.prune,

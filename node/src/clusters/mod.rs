@@ -321,7 +321,8 @@ impl ClusterRegistry {
         let kubeconfig: Kubeconfig =
             serde_json::from_value(doc).map_err(|e| config_error(&name, e))?;
         let config = config_from_kubeconfig(&name, kubeconfig, None).await?;
-        Ok(self.insert(Cluster::new(name, secret.server.clone(), config, limits)?))
+        let server = secret.server.trim_end_matches('/').to_string();
+        Ok(self.insert(Cluster::new(name, server, config, limits)?))
     }
 
     /// Add the cluster of a kubeconfig's context (the current one when `context` is None).

@@ -283,8 +283,32 @@ pub async fn compare_app(
     tracking: Tracking,
     opts: &DiffOptions,
 ) -> Result<Comparison, LiveError> {
-    let mut cmp = Comparison::default();
     let managed = list_managed(cluster, app, tracking).await?;
+    compare_with(
+        cluster,
+        app,
+        desired,
+        managed,
+        default_namespace,
+        tracking,
+        opts,
+    )
+    .await
+}
+
+/// [`compare_app`] with the app's managed live objects given (e.g. from
+/// [`cache::LiveCache::app_objects`]) instead of listed; desired objects that are not among
+/// them are still read one by one (they may exist untracked).
+pub async fn compare_with(
+    cluster: &Cluster,
+    app: &str,
+    desired: &[Value],
+    managed: Vec<Value>,
+    default_namespace: &str,
+    tracking: Tracking,
+    opts: &DiffOptions,
+) -> Result<Comparison, LiveError> {
+    let mut cmp = Comparison::default();
     let mut managed: BTreeMap<ResourceKey, Value> = managed
         .into_iter()
         .map(|v| (ResourceKey::of(&v), v))

@@ -2,7 +2,7 @@
 //! delete — each honouring dry run. Used by the [`super::executor`].
 
 use crate::clusters::{Cluster, ClusterError};
-use crate::diff::ResourceKey;
+use crate::diff::{normalize, DiffError, IgnoreRule, ResourceKey};
 use crate::live::note;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::{Map, Value};
@@ -258,10 +258,94 @@ pub async fn delete(
     }
 }
 
+fn set_pointer(obj: &mut Value, pointer: &str, value: Value) {
+    let parts: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return;
+    };
+    let mut cur = obj;
+    for p in parents {
+        let next = match cur {
+            Value::Object(m) => m
+                .entry(p.clone())
+                .or_insert_with(|| Value::Object(Map::new())),
+            Value::Array(a) => match p.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(v) => v,
+                None => return,
+            },
+            _ => return,
+        };
+        cur = next;
+    }
+    match cur {
+        Value::Object(m) => {
+            m.insert(last.clone(), value);
+        }
+        Value::Array(a) => {
+            if let Some(slot) = last.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                *slot = value;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `RespectIgnoreDifferences=true`: keep the live values of ignored fields in the object to
+/// apply, so a sync does not undo differences the app ignores. Fields named by JSON pointers
+/// take the live value (or are left out when live has none); fields named by jq paths are
+/// left out of the apply.
+pub fn respect_ignored(
+    obj: &mut Value,
+    live: &Value,
+    rules: &[IgnoreRule],
+) -> Result<(), DiffError> {
+    let key = ResourceKey::of(obj);
+    for rule in rules.iter().filter(|r| r.matches(&key)) {
+        for p in &rule.json_pointers {
+            match live.pointer(p) {
+                Some(v) => set_pointer(obj, p, v.clone()),
+                None => normalize::remove_pointer(obj, p)?,
+            }
+        }
+        for e in &rule.jq_path_expressions {
+            *obj = normalize::remove_jq_paths(obj, e)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn respect_ignored_keeps_live_values() {
+        let rules = [IgnoreRule {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            json_pointers: vec!["/spec/replicas".into(), "/spec/paused".into()],
+            jq_path_expressions: vec![".metadata.labels.skip".into()],
+            ..Default::default()
+        }];
+        let mut obj = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d", "labels": {"skip": "x", "keep": "y"}},
+            "spec": {"replicas": 1, "paused": true}});
+        let live = json!({"spec": {"replicas": 7}});
+        respect_ignored(&mut obj, &live, &rules).expect("rules");
+        assert_eq!(obj["spec"], json!({"replicas": 7}));
+        assert_eq!(obj["metadata"]["labels"], json!({"keep": "y"}));
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "spec": {"replicas": 1}});
+        respect_ignored(&mut cm, &live, &rules).expect("rules");
+        assert_eq!(
+            cm["spec"]["replicas"], 1,
+            "rules of other kinds do not apply"
+        );
+    }
 
     #[test]
     fn merge_patch_removes_only_what_was_applied_before() {

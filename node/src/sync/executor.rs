@@ -10,7 +10,7 @@ use super::result::{
     now_rfc3339, HookPhase, OperationPhase, OperationResult, ResourceResult, ResultCode,
 };
 use crate::clusters::Cluster;
-use crate::diff::{DiffOptions, ResourceKey};
+use crate::diff::{DiffOptions, IgnoreRule, ResourceKey};
 use crate::health::{assess, lua::Customizations, HealthStatus};
 use crate::live::{compare_app, get_live, prepare_desired, Comparison, LiveError, Tracking};
 use serde_json::{json, Value};
@@ -54,6 +54,8 @@ pub struct SyncContext<'a> {
     pub poll_interval: Duration,
     /// Retry policy of the whole operation.
     pub retry: Option<Retry>,
+    /// The app's `ignoreDifferences` rules, kept on apply under `RespectIgnoreDifferences`.
+    pub ignore: &'a [IgnoreRule],
 }
 
 fn phase_name(p: Phase) -> &'static str {
@@ -192,6 +194,24 @@ async fn run_task(
                     return;
                 }
             };
+            let mut obj = obj;
+            if task.options.respect_ignore_differences && !ctx.ignore.is_empty() {
+                let kept = match get_live(ctx.cluster, &obj).await {
+                    Ok(Some(live)) => apply::respect_ignored(&mut obj, &live, ctx.ignore)
+                        .map_err(|e| e.to_string()),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = kept {
+                    results.push(ResourceResult::new(
+                        &task.key,
+                        ResultCode::SyncFailed,
+                        phase,
+                        e,
+                    ));
+                    return;
+                }
+            }
             if task.options.fail_on_shared_resource {
                 match get_live(ctx.cluster, &obj).await {
                     Ok(Some(live)) => {

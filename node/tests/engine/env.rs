@@ -101,6 +101,7 @@ impl<'a> Sync<'a> {
             step_timeout: self.step_timeout,
             poll_interval: Duration::from_millis(50),
             retry: self.retry,
+            ignore: &self.diff.ignore,
         };
         let (op, _) = sync_app(&ctx, desired, &self.request, &self.diff)
             .await

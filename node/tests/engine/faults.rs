@@ -29,6 +29,7 @@ async fn sync_retries_after_injected_500s() {
         step_timeout: Duration::from_secs(5),
         poll_interval: Duration::from_millis(50),
         retry: None,
+        ignore: &[],
     };
     let err = flotilla_node::sync::executor::sync_app(&ctx, &desired, &s.request, &s.diff).await;
     assert!(err.is_err(), "listing live state fails under 500s");

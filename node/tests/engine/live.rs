@@ -2,7 +2,7 @@
 use crate::env::{cm, docs, patch_live, start, Sync};
 use flotilla_loadtest::simcluster::FaultConfig;
 use flotilla_node::clusters::ConnectionStatus;
-use flotilla_node::live::{cache::LiveCache, Tracking};
+use flotilla_node::live::{cache::LiveCache, compare_with, Tracking};
 use std::time::Duration;
 use tokio::time::{timeout, Instant};
 
@@ -38,6 +38,19 @@ async fn cache_follows_managed_objects_and_survives_410_and_outages() {
     // Unmanaged objects (the seeded namespaces) are not cached.
     assert!(cache.app_objects(&name, "").is_empty());
     while changes.try_recv().is_ok() {}
+    let desired = docs(&(cm("a1", "1") + &cm("a2", "1")));
+    let cmp = compare_with(
+        &env.cluster,
+        "a",
+        &desired,
+        cache.app_objects(&name, "a"),
+        "default",
+        Tracking::Label,
+        &Default::default(),
+    )
+    .await
+    .expect("compare from the cache");
+    assert!(cmp.in_sync() && cmp.extra.is_empty(), "{:?}", cmp.diffs);
 
     tracing::info!("a live change is seen and announced");
     patch_live(

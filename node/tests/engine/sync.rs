@@ -186,6 +186,28 @@ async fn ignore_differences_by_pointer_jq_and_manager() {
         "fields owned by kubectl-edit are ignored"
     );
 
+    tracing::info!("RespectIgnoreDifferences keeps the ignored live value on sync");
+    let mut respect = Sync::new("ign").options(&["RespectIgnoreDifferences=true"]);
+    respect.diff.ignore = vec![
+        IgnoreRule {
+            json_pointers: vec!["/spec/replicas".into()],
+            ..rule("Deployment")
+        },
+        IgnoreRule {
+            jq_path_expressions: vec![".data.x".into()],
+            ..rule("ConfigMap")
+        },
+    ];
+    assert!(respect.run(&env, &desired).await.succeeded());
+    let live = get(&env, "apps/v1", "Deployment", "default", "a")
+        .await
+        .expect("live");
+    assert_eq!(live["spec"]["replicas"], 3);
+    let live = get(&env, "v1", "ConfigMap", "default", "b")
+        .await
+        .expect("live");
+    assert_eq!(live["data"]["x"], "changed");
+
     s.diff.ignore.clear();
     let cmp = s.compare(&env, &desired).await;
     assert_eq!(
