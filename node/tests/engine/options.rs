@@ -128,3 +128,81 @@ async fn annotation_tracking_marks_and_finds_objects() {
         "{op:#?}"
     );
 }
+
+async fn replica_sets_of(env: &crate::env::Env, deployment: &str) -> Vec<serde_json::Value> {
+    let kind = env
+        .cluster
+        .kind("apps/v1", "ReplicaSet")
+        .await
+        .expect("kind");
+    let list = env
+        .cluster
+        .api(&kind, "default")
+        .list(&Default::default())
+        .await
+        .expect("list");
+    list.items
+        .into_iter()
+        .map(|o| serde_json::to_value(o).expect("json"))
+        .filter(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("{deployment}-")))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn prune_propagation_policy_and_selective_sync() {
+    let env = start().await;
+    tracing::info!("orphan: pruning a Deployment leaves its ReplicaSet");
+    let orphan = Sync::new("prop").options(&["PrunePropagationPolicy=orphan"]);
+    assert!(orphan
+        .run(&env, &docs(&crate::env::deployment("lonely", 1)))
+        .await
+        .succeeded());
+    assert_eq!(replica_sets_of(&env, "lonely").await.len(), 1);
+    let op = orphan.run(&env, &docs(&cm("keep-app-nonempty", "1"))).await;
+    assert!(
+        statuses(&op).contains(&"Deployment/lonely=Pruned".to_string()),
+        "{op:#?}"
+    );
+    let rs = replica_sets_of(&env, "lonely").await;
+    assert_eq!(rs.len(), 1, "orphaned ReplicaSet stays");
+    assert!(
+        rs[0]["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{:#}",
+        rs[0]
+    );
+
+    tracing::info!("foreground (the default): the ReplicaSet goes with it");
+    let fg = Sync::new("prop2");
+    assert!(fg
+        .run(&env, &docs(&crate::env::deployment("family", 1)))
+        .await
+        .succeeded());
+    assert_eq!(replica_sets_of(&env, "family").await.len(), 1);
+    assert!(fg.run(&env, &docs(&cm("other", "1"))).await.succeeded());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !replica_sets_of(&env, "family").await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ReplicaSet never collected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+
+    tracing::info!("selective sync applies only the named resources");
+    let mut sel = Sync::new("sel");
+    let both = docs(&(cm("s1", "1") + &cm("s2", "1")));
+    sel.request.selection = Some([flotilla_node::diff::ResourceKey::of(&serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s2", "namespace": "default"}}))]
+    .into());
+    let op = sel.run(&env, &both).await;
+    assert_eq!(statuses(&op), ["ConfigMap/s2=Synced"]);
+    assert!(get(&env, "v1", "ConfigMap", "default", "s1")
+        .await
+        .is_none());
+}
