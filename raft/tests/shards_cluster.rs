@@ -73,6 +73,7 @@ async fn join_then_abrupt_stops_move_shards_to_live_nodes() {
     let leader =
         common::wait_leader(&members.iter().map(|m| m.store.clone()).collect::<Vec<_>>()).await;
     let before = map_of(&members[leader]);
+    let term = members[leader].store.metrics().term;
 
     tracing::info!("phase: a fourth node joins as a learner");
     let cfg4 = store_config(4, dir.path(), None);
@@ -120,6 +121,12 @@ async fn join_then_abrupt_stops_move_shards_to_live_nodes() {
         all_owned_by_live(&refs, S)
     })
     .await;
+
+    // Joining and rebalancing under load caused no election.
+    assert!(
+        members.iter().all(|m| m.store.metrics().term == term),
+        "a spurious election happened while the cluster was healthy"
+    );
 
     tracing::info!("phase: a follower voter is stopped abruptly");
     let victim = (0..3).find(|&i| i != leader).expect("a follower");

@@ -51,3 +51,28 @@ impl HeardLog {
 pub(crate) fn node_id_of(meta: &tonic::metadata::MetadataMap) -> Option<NodeId> {
     meta.get(NODE_ID_HEADER)?.to_str().ok()?.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn fenced_nodes_are_refused_and_others_recorded() {
+        let log = HeardLog::default();
+        let t0 = Instant::now();
+        assert!(log.admit(2, t0 + Duration::from_millis(5)));
+        assert!(log.admit(2, t0)); // older: admitted, latest unchanged
+        assert_eq!(
+            log.lock().latest.get(&2),
+            Some(&(t0 + Duration::from_millis(5)))
+        );
+        log.lock().fenced.insert(3);
+        assert!(!log.admit(3, t0));
+        assert!(!log.lock().latest.contains_key(&3));
+        let mut meta = tonic::metadata::MetadataMap::new();
+        assert_eq!(node_id_of(&meta), None);
+        meta.insert(NODE_ID_HEADER, tonic::metadata::MetadataValue::from(7u64));
+        assert_eq!(node_id_of(&meta), Some(7));
+    }
+}

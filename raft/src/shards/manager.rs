@@ -7,9 +7,12 @@
 //! shards an old leader released are not handed out while their old owner's lease may last.
 //!
 //! Liveness is fed only by what nodes sent: replication acknowledgements (openraft's
-//! heartbeat metrics) and lease-renewal requests ([`super::HeardLog`]).
+//! heartbeat metrics) and lease-renewal requests ([`super::HeardLog`]). Only the shards of
+//! silent nodes (not heard for `liveness_timeout`, and fenced: their renewals are refused)
+//! move in one step; the shards of any other node are released first and handed over after
+//! `lease_duration + clock_margin`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +27,8 @@ struct Leading {
     since: Instant,
     liveness: Liveness,
     tracked: BTreeSet<NodeId>,
+    /// The latest contact from each node (seeded with the election instant).
+    last: BTreeMap<NodeId, Instant>,
     last_key: Option<(Vec<NodeId>, BTreeSet<NodeId>)>,
     last_plan: Instant,
     handoff: Option<Handoff>,
@@ -37,6 +42,17 @@ struct Handoff {
     ready_at: Instant,
     /// The map to commit then (its epoch is `released + 1`).
     next: ShardMap,
+}
+
+impl Leading {
+    /// Records contact from `node` at `at`, for liveness and freshness.
+    fn heard(&mut self, node: NodeId, at: Instant) {
+        self.liveness.heard(node, at);
+        let e = self.last.entry(node).or_insert(at);
+        if at > *e {
+            *e = at;
+        }
+    }
 }
 
 /// The manager loop; returns when `cancel` fires.
@@ -79,6 +95,7 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
                     since: now,
                     liveness: Liveness::new(cfg.liveness(), now, members.iter().copied()),
                     tracked: members.clone(),
+                    last: members.iter().map(|&n| (n, now)).collect(),
                     last_key: None,
                     last_plan: now,
                     handoff: None,
@@ -88,28 +105,39 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
         let now = Instant::now();
         for gone in st.tracked.difference(&members) {
             st.liveness.forget(*gone);
+            st.last.remove(gone);
         }
         st.tracked.clone_from(&members);
         for (id, p) in &m.followers {
             if let Some(at) = p.last_heard.and_then(|d| now.checked_sub(d)) {
                 if members.contains(id) {
-                    st.liveness.heard(*id, at);
+                    st.heard(*id, at);
                 }
             }
         }
-        // Feed renewals and decide who is alive under the log's lock; fence the others.
-        let (now, alive) = {
+        // Feed renewals and decide who is silent under the log's lock. Silent nodes (not
+        // heard for `liveness_timeout`) are fenced: their renewals are refused from now until
+        // the next tick, which comes after any map planned in this tick is committed, so no
+        // lease can be granted to them under a map older than the one moving their shards.
+        let (now, alive, fresh) = {
             let mut book = store.shard_heard().lock();
             let now = Instant::now();
             for (&id, &at) in &book.latest {
                 if members.contains(&id) && at >= st.since {
-                    st.liveness.heard(id, at);
+                    st.heard(id, at);
                 }
             }
-            st.liveness.heard(store.id(), now);
+            st.heard(store.id(), now);
             let alive = st.liveness.alive(now);
-            book.fenced = members.difference(&alive).copied().collect();
-            (now, alive)
+            let timeout = cfg.lease.liveness_timeout;
+            let fresh: BTreeSet<NodeId> = st
+                .last
+                .iter()
+                .filter(|(_, &at)| now.saturating_duration_since(at) < timeout)
+                .map(|(&n, _)| n)
+                .collect();
+            book.fenced = members.difference(&fresh).copied().collect();
+            (now, alive, fresh)
         };
         if now < st.since + cfg.handoff_wait() {
             continue;
@@ -164,7 +192,7 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
             continue;
         }
         let current = current.unwrap_or_else(|| ShardMap::unassigned(cfg.shard_count));
-        match replan(&store, &cfg, &current, &eligible, &alive).await {
+        match replan(&store, &cfg, &current, &eligible, &alive, &fresh).await {
             Ok(handoff) => {
                 st.last_key = Some(key);
                 st.last_plan = Instant::now();
@@ -214,6 +242,7 @@ async fn replan(
     current: &ShardMap,
     eligible: &[NodeId],
     alive: &BTreeSet<NodeId>,
+    fresh: &BTreeSet<NodeId>,
 ) -> Result<Option<Handoff>, String> {
     let apps = store.local().apps().map_err(|e| e.to_string())?;
     let weights = shard_weights(apps.iter().map(|a| a.app.as_str()), current.shard_count());
@@ -225,7 +254,7 @@ async fn replan(
     let handoff: Vec<_> = next
         .moves
         .iter()
-        .filter(|mv| mv.from.is_some_and(|f| alive.contains(&f)))
+        .filter(|mv| mv.from.is_some_and(|f| fresh.contains(&f)))
         .map(|mv| mv.shard)
         .collect();
     tracing::info!(

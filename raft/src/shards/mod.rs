@@ -327,3 +327,39 @@ fn unix_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_settings_are_refused() {
+        let c = ShardConfig::default();
+        c.validate().expect("defaults");
+        assert!(c.handoff_wait() < c.lease.liveness_timeout);
+        // Failover budget: two election timeouts plus the liveness timeout stay under 3 s.
+        let leader_failover =
+            Duration::from_millis(2 * ELECTION_TIMEOUT_MS.1) + c.lease.liveness_timeout;
+        assert!(
+            leader_failover < Duration::from_secs(3),
+            "{leader_failover:?}"
+        );
+        let mut bad = ShardConfig::default();
+        bad.lease.lease_duration = Duration::from_millis(800);
+        assert!(matches!(bad.validate(), Err(ShardsError::Lease(_))));
+        let bad = ShardConfig {
+            shard_count: 0,
+            ..ShardConfig::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("shard_count"));
+        let bad = ShardConfig {
+            tick: Duration::from_secs(1),
+            ..ShardConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("tick"));
+    }
+}
