@@ -403,3 +403,52 @@ async fn partitioned_node_stops_acting_and_leave_hands_shards_away() {
         m.store.shutdown().await;
     }
 }
+
+/// The leader leaves gracefully: its shards are handed to the others (never two holders), it
+/// hands leadership away, and the new leader removes it from the membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_leaves_gracefully() {
+    common::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = Arc::new(Recorder::default());
+    let mut members = cluster(3, dir.path(), &rec).await;
+    let refs: Vec<&Member> = members.iter().collect();
+    measure("every shard owned and leased", Duration::from_secs(20), || {
+        all_owned_by_live(&refs, S)
+    })
+    .await;
+    let stores: Vec<Store> = members.iter().map(|m| m.store.clone()).collect();
+    let leader = common::wait_leader(&stores).await;
+    drop(stores);
+    let leaving = members.remove(leader);
+    let id = leaving.store.id();
+
+    tracing::info!(node = id, "phase: the leader leaves");
+    leaving
+        .shards
+        .leave(Duration::from_secs(20))
+        .await
+        .expect("leave");
+    assert!(leaving.shards.ownership().borrow().owned.is_empty());
+    assert!(!leaving.store.metrics().is_leader);
+    let refs: Vec<&Member> = members.iter().collect();
+    measure("every shard owned by the others", Duration::from_secs(5), || {
+        all_owned_by_live(&refs, S)
+    })
+    .await;
+    let stores: Vec<Store> = members.iter().map(|m| m.store.clone()).collect();
+    let lead = stores[common::wait_leader(&stores).await].clone();
+    common::wait_until("the new leader removed the leaving node", 10, || {
+        let m = lead.metrics();
+        let gone = !m.voters.contains(&id) && !m.learners.contains(&id);
+        async move { gone }
+    })
+    .await;
+    leaving.shards.shutdown().await;
+    leaving.store.shutdown().await;
+    assert_no_overlap(&rec);
+    for m in &members {
+        m.shards.shutdown().await;
+        m.store.shutdown().await;
+    }
+}
