@@ -413,9 +413,11 @@ async fn leader_leaves_gracefully() {
     let rec = Arc::new(Recorder::default());
     let mut members = cluster(3, dir.path(), &rec).await;
     let refs: Vec<&Member> = members.iter().collect();
-    measure("every shard owned and leased", Duration::from_secs(20), || {
-        all_owned_by_live(&refs, S)
-    })
+    measure(
+        "every shard owned and leased",
+        Duration::from_secs(20),
+        || all_owned_by_live(&refs, S),
+    )
     .await;
     let stores: Vec<Store> = members.iter().map(|m| m.store.clone()).collect();
     let leader = common::wait_leader(&stores).await;
@@ -432,9 +434,11 @@ async fn leader_leaves_gracefully() {
     assert!(leaving.shards.ownership().borrow().owned.is_empty());
     assert!(!leaving.store.metrics().is_leader);
     let refs: Vec<&Member> = members.iter().collect();
-    measure("every shard owned by the others", Duration::from_secs(5), || {
-        all_owned_by_live(&refs, S)
-    })
+    measure(
+        "every shard owned by the others",
+        Duration::from_secs(5),
+        || all_owned_by_live(&refs, S),
+    )
     .await;
     let stores: Vec<Store> = members.iter().map(|m| m.store.clone()).collect();
     let lead = stores[common::wait_leader(&stores).await].clone();
