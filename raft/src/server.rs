@@ -236,20 +236,22 @@ impl StoreClient for ClientService {
         &self,
         req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
-        let received = std::time::Instant::now();
         let store = self.store()?;
-        match store.leader_read_index().await {
-            Ok(index) => {
-                // A lease renewal: the leader heard this node at `received`.
-                if let Some(node) = crate::shards::node_id_of(req.metadata()) {
-                    store.shard_heard().record(node, received);
-                }
-                Ok(Response::new(ReadIndexResponse {
-                    index,
-                    leader_id: 0,
-                    leader_addr: String::new(),
-                }))
+        // A lease renewal: the leader hears the node now, unless it already gave the node's
+        // shards away.
+        if let Some(node) = crate::shards::node_id_of(req.metadata()) {
+            if !store.shard_heard().admit(node, std::time::Instant::now()) {
+                return Err(Status::failed_precondition(format!(
+                    "node {node} was declared dead; no lease until it is alive again"
+                )));
             }
+        }
+        match store.leader_read_index().await {
+            Ok(index) => Ok(Response::new(ReadIndexResponse {
+                index,
+                leader_id: 0,
+                leader_addr: String::new(),
+            })),
             Err(ProposeError::NotLeader {
                 leader_id,
                 leader_addr,
