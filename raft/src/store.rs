@@ -308,7 +308,7 @@ impl Store {
         &self.inner.raft
     }
 
-    /// Lease-renewal requests this member confirmed as leader (read by the shard manager).
+    /// Lease-renewal requests this member admitted, and fenced nodes (the shard manager's).
     pub(crate) fn shard_heard(&self) -> &crate::shards::HeardLog {
         &self.inner.shard_heard
     }
