@@ -9,7 +9,6 @@
 
 use crate::clusters::{limit::Limits, Cluster, ClusterRegistry};
 use crate::diff::{DiffOptions, Drift, IgnoreRule};
-use crate::health::lua::Customizations;
 use crate::live::{compare_app, Tracking};
 use crate::model::{Application, Credentials};
 use crate::render::{RenderSettings, Renderer};
@@ -72,6 +71,12 @@ pub struct SyncArgs {
     /// Print the operation record as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// A directory of custom health checks (`<group>/<kind>/health.lua`) used while waiting.
+    #[arg(long)]
+    pub customizations: Option<PathBuf>,
+    /// An `argocd-cm` ConfigMap with `resource.customizations.health.*` keys.
+    #[arg(long = "argocd-cm")]
+    pub argocd_cm: Option<PathBuf>,
 }
 
 /// A loaded target: the app, its rendered objects and its cluster.
@@ -230,7 +235,8 @@ pub async fn run_sync(args: &SyncArgs, out: &mut impl std::io::Write) -> anyhow:
     let diff = diff_options(&l.app)?;
     let (options, retry) = sync_settings(&l.app)?;
     let ns = namespace(&l.app);
-    let custom = Customizations::none();
+    let custom =
+        super::health::load_customizations(args.customizations.as_ref(), args.argocd_cm.as_ref())?;
     let ctx = SyncContext {
         cluster: &l.cluster,
         app: &l.app.metadata.name,

@@ -120,6 +120,25 @@ async fn diff_and_sync_commands_against_a_cluster() {
     let (code, out, err) = flotilla(&[&["diff", &a][..], &base].concat()).await;
     assert_eq!(code, 0, "in sync: {out}{err}");
 
+    tracing::info!("a Job that fails makes the sync fail with exit 1");
+    repo.write(
+        "app/job.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: cli-job\n  annotations: {simcluster.flotilla.dev/fail: \"true\"}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n",
+    );
+    repo.commit("job");
+    let (code, out, err) =
+        flotilla(&[&["sync", &a, "--json", "--timeout", "30"][..], &base].concat()).await;
+    assert_eq!(code, 1, "{out}{err}");
+    let op: Value = serde_json::from_str(&out).expect("operation JSON");
+    assert_eq!(op["phase"], "Failed", "{op:#}");
+    let job = op["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "cli-job")
+        .expect("job result");
+    assert_eq!(job["status"], "SyncFailed");
+
     let (code, _, err) = flotilla(&[
         "diff",
         &a,
