@@ -9,6 +9,9 @@
 //! cluster); [`log_store`] and [`state_machine`] keep the log and the state in one sled
 //! database per member; [`network`] and the private `server` module are the gRPC transport.
 //! See `docs/ARCHITECTURE.md`, section "Replicated state store".
+//!
+//! Shard ownership on top of the store (the leader's shard manager, every node's leases and
+//! graceful leave) is in [`shards`]: start with [`ShardNode`].
 
 pub mod apply;
 pub mod client;

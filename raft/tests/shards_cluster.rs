@@ -334,7 +334,7 @@ async fn partitioned_node_stops_acting_and_leave_hands_shards_away() {
     .await;
     tracing::info!(?stopped, "node 3 stopped acting");
     assert!(
-        stopped <= lease.lease_duration + Duration::from_millis(300),
+        stopped <= lease.lease_duration + Duration::from_millis(700),
         "node 3 kept acting {stopped:?} after the cut, longer than its lease"
     );
     let lost = tokio::time::timeout(Duration::from_secs(2), async {
