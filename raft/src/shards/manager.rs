@@ -29,6 +29,8 @@ struct Leading {
     tracked: BTreeSet<NodeId>,
     /// The latest contact from each node (seeded with the election instant).
     last: BTreeMap<NodeId, Instant>,
+    /// When contact was last sampled.
+    sampled: Instant,
     last_key: Option<(Vec<NodeId>, BTreeSet<NodeId>)>,
     last_plan: Instant,
     handoff: Option<Handoff>,
@@ -46,7 +48,23 @@ struct Handoff {
 
 impl Leading {
     /// Records contact from `node` at `at`, for liveness and freshness.
-    fn heard(&mut self, node: NodeId, at: Instant) {
+    ///
+    /// Samples show only each node's latest contact. If the manager itself was paused
+    /// between two samples (a loaded machine), a node that was fresh at the previous sample
+    /// and is heard again now counts as heard throughout, so the manager's own pause does not
+    /// restart the node's rejoin hold. Freshness (what moves shards in one step) uses only
+    /// real contact.
+    fn heard(&mut self, node: NodeId, at: Instant, timeout: std::time::Duration) {
+        if let Some(&l) = self.last.get(&node) {
+            let step = timeout / 2;
+            if at > l && self.sampled.saturating_duration_since(l) < timeout && !step.is_zero() {
+                let mut t = l + step;
+                while t < at {
+                    self.liveness.heard(node, t);
+                    t += step;
+                }
+            }
+        }
         self.liveness.heard(node, at);
         let e = self.last.entry(node).or_insert(at);
         if at > *e {
@@ -96,6 +114,7 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
                     liveness: Liveness::new(cfg.liveness(), now, members.iter().copied()),
                     tracked: members.clone(),
                     last: members.iter().map(|&n| (n, now)).collect(),
+                    sampled: now,
                     last_key: None,
                     last_plan: now,
                     handoff: None,
@@ -111,7 +130,7 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
         for (id, p) in &m.followers {
             if let Some(at) = p.last_heard.and_then(|d| now.checked_sub(d)) {
                 if members.contains(id) {
-                    st.heard(*id, at);
+                    st.heard(*id, at, cfg.lease.liveness_timeout);
                 }
             }
         }
@@ -124,10 +143,11 @@ pub(crate) async fn run(store: Store, cfg: Arc<ShardConfig>, cancel: Cancellatio
             let now = Instant::now();
             for (&id, &at) in &book.latest {
                 if members.contains(&id) && at >= st.since {
-                    st.heard(id, at);
+                    st.heard(id, at, cfg.lease.liveness_timeout);
                 }
             }
-            st.heard(store.id(), now);
+            st.heard(store.id(), now, cfg.lease.liveness_timeout);
+            st.sampled = now;
             let alive = st.liveness.alive(now);
             let timeout = cfg.lease.liveness_timeout;
             let fresh: BTreeSet<NodeId> = st
@@ -307,5 +327,47 @@ async fn commit(store: &Store, map: ShardMap) -> Result<(), String> {
         }
         Some(Err(e)) => Err(e.to_string()),
         None => Err("no result for the shard map".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn leading(t0: Instant, cfg: &ShardConfig) -> Leading {
+        Leading {
+            since: t0,
+            liveness: Liveness::new(cfg.liveness(), t0, [1, 2]),
+            tracked: BTreeSet::from([1, 2]),
+            last: BTreeMap::from([(1, t0), (2, t0)]),
+            sampled: t0,
+            last_key: None,
+            last_plan: t0,
+            handoff: None,
+        }
+    }
+
+    #[test]
+    fn a_pause_of_the_manager_does_not_restart_the_rejoin_hold() {
+        let cfg = ShardConfig::default();
+        let timeout = cfg.lease.liveness_timeout;
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        // The manager sampled at t0 and paused for 1.2 s; node 2 was heard at t0 + 1.2 s.
+        let mut st = leading(t0, &cfg);
+        st.heard(2, t0 + ms(1200), timeout);
+        assert!(st.liveness.is_alive(2, t0 + ms(1200)));
+        // Sampled regularly: node 2 was silent at the sample at t0 + 950 ms, then heard at
+        // t0 + 1 s: a real gap, so it waits for the rejoin hold.
+        let mut st = leading(t0, &cfg);
+        st.sampled = t0 + ms(950);
+        st.heard(2, t0 + ms(1000), timeout);
+        assert!(!st.liveness.is_alive(2, t0 + ms(1000)));
+        for k in 1..=7 {
+            st.heard(2, t0 + ms(1000 + 300 * k), timeout);
+        }
+        assert!(st.liveness.is_alive(2, t0 + ms(1000) + cfg.rejoin_hold));
+        assert_eq!(st.last.get(&2), Some(&(t0 + ms(3100))));
     }
 }
