@@ -176,8 +176,8 @@ pub enum ShardsError {
     },
 }
 
-/// Shard ownership running next to one store member. Dropping it does not stop it; call
-/// [`ShardNode::shutdown`].
+/// Shard ownership running next to one store member. Dropping it stops its tasks (the lease
+/// then simply lapses); [`ShardNode::shutdown`] also drops the lease at once and waits.
 pub struct ShardNode {
     store: Store,
     shared: Arc<follower::Shared>,
