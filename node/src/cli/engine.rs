@@ -43,6 +43,10 @@ pub struct TargetArgs {
     /// of the `app.kubernetes.io/instance` label.
     #[arg(long)]
     pub annotation_tracking: bool,
+    /// An `argocd-cm` ConfigMap: its system-level `ignoreDifferences` apply with the app's
+    /// own, and (for `sync`) its `resource.customizations.health.*` checks are used.
+    #[arg(long = "argocd-cm")]
+    pub argocd_cm: Option<PathBuf>,
 }
 
 /// Arguments of `flotilla diff`.
@@ -74,9 +78,6 @@ pub struct SyncArgs {
     /// A directory of custom health checks (`<group>/<kind>/health.lua`) used while waiting.
     #[arg(long)]
     pub customizations: Option<PathBuf>,
-    /// An `argocd-cm` ConfigMap with `resource.customizations.health.*` keys.
-    #[arg(long = "argocd-cm")]
-    pub argocd_cm: Option<PathBuf>,
 }
 
 /// A loaded target: the app, its rendered objects and its cluster.
@@ -148,8 +149,12 @@ async fn load(t: &TargetArgs) -> anyhow::Result<Loaded> {
     })
 }
 
-/// The diff options of an Application (its `ignoreDifferences`).
-pub fn diff_options(app: &Application) -> anyhow::Result<DiffOptions> {
+/// The diff options of an Application: its `ignoreDifferences`, then the system-level
+/// ones of an `argocd-cm` ConfigMap file, if given.
+pub fn diff_options(
+    app: &Application,
+    argocd_cm: Option<&std::path::Path>,
+) -> anyhow::Result<DiffOptions> {
     let mut opts = DiffOptions::default();
     for r in &app.spec.ignore_differences {
         let rule = IgnoreRule {
@@ -163,6 +168,10 @@ pub fn diff_options(app: &Application) -> anyhow::Result<DiffOptions> {
         };
         rule.validate()?;
         opts.ignore.push(rule);
+    }
+    if let Some(path) = argocd_cm {
+        opts.ignore
+            .extend(crate::diff::global::load_argocd_cm(path)?);
     }
     Ok(opts)
 }
@@ -206,7 +215,7 @@ fn namespace(app: &Application) -> String {
 /// Run `flotilla diff`; returns whether the app is in sync.
 pub async fn run_diff(args: &DiffArgs, out: &mut impl std::io::Write) -> anyhow::Result<bool> {
     let l = load(&args.target).await?;
-    let opts = diff_options(&l.app)?;
+    let opts = diff_options(&l.app, args.target.argocd_cm.as_deref())?;
     let cmp = compare_app(
         &l.cluster,
         &l.app.metadata.name,
@@ -232,11 +241,13 @@ pub async fn run_diff(args: &DiffArgs, out: &mut impl std::io::Write) -> anyhow:
 /// Run `flotilla sync`; returns whether the operation succeeded.
 pub async fn run_sync(args: &SyncArgs, out: &mut impl std::io::Write) -> anyhow::Result<bool> {
     let l = load(&args.target).await?;
-    let diff = diff_options(&l.app)?;
+    let diff = diff_options(&l.app, args.target.argocd_cm.as_deref())?;
     let (options, retry) = sync_settings(&l.app)?;
     let ns = namespace(&l.app);
-    let custom =
-        super::health::load_customizations(args.customizations.as_ref(), args.argocd_cm.as_ref())?;
+    let custom = super::health::load_customizations(
+        args.customizations.as_ref(),
+        args.target.argocd_cm.as_ref(),
+    )?;
     let ctx = SyncContext {
         cluster: &l.cluster,
         app: &l.app.metadata.name,
@@ -245,6 +256,12 @@ pub async fn run_sync(args: &SyncArgs, out: &mut impl std::io::Write) -> anyhow:
         customizations: &custom,
         dry_run: args.dry_run,
         create_namespace: options.create_namespace,
+        namespace_metadata: l
+            .app
+            .spec
+            .sync_policy
+            .as_ref()
+            .and_then(|p| p.managed_namespace_metadata.as_ref()),
         revision: &l.revision,
         step_timeout: Duration::from_secs(args.timeout),
         poll_interval: Duration::from_millis(500),

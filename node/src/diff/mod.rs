@@ -9,6 +9,7 @@
 //! remove the fields they name. Diffs of Secrets never show values.
 
 pub mod fieldset;
+pub mod global;
 pub mod merge;
 pub mod normalize;
 
@@ -30,6 +31,15 @@ pub enum DiffError {
         /// The expression.
         expr: String,
         /// What jq said.
+        reason: String,
+    },
+    /// An `argocd-cm` ConfigMap cannot be read, or one of its `ignoreDifferences` entries is
+    /// malformed.
+    #[error("argocd-cm {path}: {reason}")]
+    ConfigMap {
+        /// The file (or `<inline>`).
+        path: String,
+        /// What is wrong, naming the key.
         reason: String,
     },
 }
@@ -138,16 +148,24 @@ impl IgnoreRule {
             *obj = normalize::remove_jq_paths(obj, e)?;
         }
         if let Some(live) = live {
-            let managers: Vec<&str> = self
-                .managed_fields_managers
-                .iter()
-                .map(String::as_str)
-                .collect();
-            for set in fieldset::owned_by(live, &managers, false) {
-                fieldset::remove_owned(obj, set);
-            }
+            self.remove_managed(obj, live);
         }
         Ok(())
+    }
+
+    /// Remove from `obj` the fields that this rule's `managedFieldsManagers` own in `live`.
+    pub fn remove_managed(&self, obj: &mut Value, live: &Value) {
+        if self.managed_fields_managers.is_empty() {
+            return;
+        }
+        let managers: Vec<&str> = self
+            .managed_fields_managers
+            .iter()
+            .map(String::as_str)
+            .collect();
+        for set in fieldset::owned_by(live, &managers, false) {
+            fieldset::remove_owned(obj, set);
+        }
     }
 }
 

@@ -294,10 +294,46 @@ fn set_pointer(obj: &mut Value, pointer: &str, value: Value) {
     }
 }
 
+/// The namespace `CreateNamespace=true` applies, with the `labels` and `annotations` of
+/// `syncPolicy.managedNamespaceMetadata`, if any.
+pub fn namespace_object(name: &str, metadata: Option<&Value>) -> Result<Value, String> {
+    let mut meta = Map::new();
+    meta.insert("name".into(), Value::String(name.into()));
+    let given = match metadata {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => return Err("syncPolicy.managedNamespaceMetadata is not an object".into()),
+    };
+    for (field, value) in given.into_iter().flatten() {
+        if field != "labels" && field != "annotations" {
+            return Err(format!(
+                "syncPolicy.managedNamespaceMetadata.{field}: only labels and annotations are allowed"
+            ));
+        }
+        let entries = match value {
+            Value::Null => continue,
+            Value::Object(m) => m,
+            _ => {
+                return Err(format!(
+                    "syncPolicy.managedNamespaceMetadata.{field} is not a map"
+                ))
+            }
+        };
+        if let Some((k, _)) = entries.iter().find(|(_, v)| !v.is_string()) {
+            return Err(format!(
+                "syncPolicy.managedNamespaceMetadata.{field}.{k} is not a string"
+            ));
+        }
+        meta.insert(field.clone(), Value::Object(entries.clone()));
+    }
+    Ok(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}))
+}
+
 /// `RespectIgnoreDifferences=true`: keep the live values of ignored fields in the object to
 /// apply, so a sync does not undo differences the app ignores. Fields named by JSON pointers
-/// take the live value (or are left out when live has none); fields named by jq paths are
-/// left out of the apply.
+/// take the live value (or are left out when live has none); fields named by jq paths, and
+/// fields the rule's `managedFieldsManagers` own in the live object, are left out of the
+/// apply, so flotilla does not take them over.
 pub fn respect_ignored(
     obj: &mut Value,
     live: &Value,
@@ -314,6 +350,7 @@ pub fn respect_ignored(
         for e in &rule.jq_path_expressions {
             *obj = normalize::remove_jq_paths(obj, e)?;
         }
+        rule.remove_managed(obj, live);
     }
     Ok(())
 }
@@ -345,6 +382,56 @@ mod tests {
             cm["spec"]["replicas"], 1,
             "rules of other kinds do not apply"
         );
+    }
+
+    #[test]
+    fn respect_ignored_leaves_out_fields_of_named_managers() {
+        let rules = [IgnoreRule {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            managed_fields_managers: vec!["kube-controller-manager".into(), "hpa".into()],
+            ..Default::default()
+        }];
+        let live = json!({"metadata": {"managedFields": [
+            {"manager": "hpa", "operation": "Update",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "flotilla", "operation": "Apply",
+             "fieldsV1": {"f:spec": {"f:replicas": {}, "f:paused": {}}}},
+            {"manager": "kubectl-edit", "operation": "Update",
+             "fieldsV1": {"f:metadata": {"f:labels": {"f:team": {}}}}}]},
+            "spec": {"replicas": 9, "paused": false}});
+        let mut obj = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d", "labels": {"team": "a"}},
+            "spec": {"replicas": 1, "paused": true}});
+        respect_ignored(&mut obj, &live, &rules).expect("rules");
+        assert_eq!(
+            obj["spec"],
+            json!({"paused": true}),
+            "hpa's replicas left out"
+        );
+        assert_eq!(
+            obj["metadata"]["labels"],
+            json!({"team": "a"}),
+            "fields of managers not named stay"
+        );
+    }
+
+    #[test]
+    fn namespace_object_carries_managed_metadata() {
+        let meta = json!({"labels": {"team": "a"}, "annotations": {"note": "x"}});
+        let ns = namespace_object("n", Some(&meta)).expect("valid");
+        assert_eq!(
+            ns["metadata"],
+            json!({"name": "n", "labels": {"team": "a"}, "annotations": {"note": "x"}})
+        );
+        assert_eq!(
+            namespace_object("n", None).expect("plain")["metadata"],
+            json!({"name": "n"})
+        );
+        let e = namespace_object("n", Some(&json!({"labels": {"n": 1}}))).expect_err("number");
+        assert!(e.contains("labels.n is not a string"), "{e}");
+        let e = namespace_object("n", Some(&json!({"finalizers": []}))).expect_err("field");
+        assert!(e.contains("finalizers"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::clusters::Cluster;
 use crate::diff::{DiffOptions, IgnoreRule, ResourceKey};
 use crate::health::{assess, lua::Customizations, HealthStatus};
 use crate::live::{compare_app, get_live, prepare_desired, Comparison, LiveError, Tracking};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -46,6 +46,9 @@ pub struct SyncContext<'a> {
     pub dry_run: bool,
     /// `CreateNamespace=true`.
     pub create_namespace: bool,
+    /// `syncPolicy.managedNamespaceMetadata` (`labels`, `annotations`) for the namespace
+    /// `CreateNamespace=true` applies.
+    pub namespace_metadata: Option<&'a Value>,
     /// The revision being synced, for the record.
     pub revision: &'a str,
     /// How long one step may take to become healthy.
@@ -144,8 +147,7 @@ async fn run_once(
     results: &mut Vec<ResourceResult>,
 ) -> Result<(), String> {
     if ctx.create_namespace && !ctx.namespace.is_empty() {
-        let ns =
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ctx.namespace}});
+        let ns = apply::namespace_object(ctx.namespace, ctx.namespace_metadata)?;
         apply::write(ctx.cluster, &ns, Mode::ServerSide, ctx.dry_run)
             .await
             .map_err(|e| format!("creating namespace {}: {e}", ctx.namespace))?;

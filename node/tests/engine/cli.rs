@@ -120,6 +120,21 @@ async fn diff_and_sync_commands_against_a_cluster() {
     let (code, out, err) = flotilla(&[&["diff", &a][..], &base].concat()).await;
     assert_eq!(code, 0, "in sync: {out}{err}");
 
+    tracing::info!("system-level ignoreDifferences from --argocd-cm hide a change of data");
+    repo.write("app/cm.yaml", &cm("cli-cm", "2"));
+    repo.commit("c2");
+    let argocd_cm = tmp.path().join("argocd-cm.yaml");
+    std::fs::write(
+        &argocd_cm,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: argocd-cm}\ndata:\n  resource.customizations.ignoreDifferences.ConfigMap: |\n    jsonPointers:\n    - /data/x\n",
+    )
+    .expect("write");
+    let (code, out, err) = flotilla(&[&["diff", &a][..], &base].concat()).await;
+    assert_eq!(code, 1, "data changed: {out}{err}");
+    let m = argocd_cm.to_string_lossy();
+    let (code, out, err) = flotilla(&[&["diff", &a, "--argocd-cm", &m][..], &base].concat()).await;
+    assert_eq!(code, 0, "ignored by argocd-cm: {out}{err}");
+
     tracing::info!("a Job that fails makes the sync fail with exit 1");
     repo.write(
         "app/job.yaml",

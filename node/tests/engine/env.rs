@@ -62,6 +62,7 @@ pub struct Sync<'a> {
     pub retry: Option<Retry>,
     pub tracking: Tracking,
     pub step_timeout: Duration,
+    pub namespace_metadata: Option<Value>,
 }
 
 impl<'a> Sync<'a> {
@@ -80,6 +81,7 @@ impl<'a> Sync<'a> {
             retry: None,
             tracking: Tracking::Label,
             step_timeout: Duration::from_secs(20),
+            namespace_metadata: None,
         }
     }
 
@@ -97,6 +99,7 @@ impl<'a> Sync<'a> {
             customizations: &self.custom,
             dry_run: self.dry_run,
             create_namespace: self.request.options.create_namespace,
+            namespace_metadata: self.namespace_metadata.as_ref(),
             revision: "test",
             step_timeout: self.step_timeout,
             poll_interval: Duration::from_millis(50),

@@ -25,6 +25,7 @@ async fn sync_retries_after_injected_500s() {
         customizations: &s.custom,
         dry_run: false,
         create_namespace: false,
+        namespace_metadata: None,
         revision: "r",
         step_timeout: Duration::from_secs(5),
         poll_interval: Duration::from_millis(50),

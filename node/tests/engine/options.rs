@@ -10,10 +10,19 @@ async fn replace_client_side_apply_and_create_namespace() {
     tracing::info!("CreateNamespace=true creates the destination namespace");
     let mut s = Sync::new("opts").options(&["CreateNamespace=true"]);
     s.namespace = "fresh";
+    s.namespace_metadata = Some(json!({"labels": {"team": "blue"},
+        "annotations": {"owner": "ops@example.com"}}));
     assert!(get(&env, "v1", "Namespace", "", "fresh").await.is_none());
     let op = s.run(&env, &docs(&cm("in-fresh", "1"))).await;
     assert!(op.succeeded(), "{op:#?}");
-    assert!(get(&env, "v1", "Namespace", "", "fresh").await.is_some());
+    let ns = get(&env, "v1", "Namespace", "", "fresh")
+        .await
+        .expect("namespace created");
+    assert_eq!(ns["metadata"]["labels"]["team"], "blue", "{ns:#}");
+    assert_eq!(
+        ns["metadata"]["annotations"]["owner"], "ops@example.com",
+        "{ns:#}"
+    );
     assert!(
         get(&env, "v1", "ConfigMap", "fresh", "in-fresh")
             .await
