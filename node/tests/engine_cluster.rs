@@ -9,6 +9,8 @@ mod support;
 mod cli;
 #[path = "engine/clusters.rs"]
 mod clusters;
+#[path = "engine/crds.rs"]
+mod crds;
 #[path = "engine/faults.rs"]
 mod faults;
 #[path = "engine/hooks.rs"]

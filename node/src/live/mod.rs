@@ -217,6 +217,47 @@ pub async fn prepare_desired(
     Ok(out)
 }
 
+/// The group, kind and whether namespaced of the custom resources a CustomResourceDefinition
+/// defines; `None` for other objects.
+pub fn crd_kind(obj: &Value) -> Option<(String, String, bool)> {
+    let api = meta_str(obj, "/apiVersion")?;
+    if meta_str(obj, "/kind")? != "CustomResourceDefinition"
+        || !api.starts_with("apiextensions.k8s.io/")
+    {
+        return None;
+    }
+    let group = meta_str(obj, "/spec/group")?.to_string();
+    let kind = meta_str(obj, "/spec/names/kind")?.to_string();
+    Some((group, kind, meta_str(obj, "/spec/scope") != Some("Cluster")))
+}
+
+/// [`prepare_desired`] for an object whose kind the cluster does not serve yet (its CRD is
+/// not yet applied): namespaced unless a CRD among `desired` says `scope: Cluster`.
+fn prepare_unserved(
+    obj: &Value,
+    desired: &[Value],
+    app: &str,
+    default_namespace: &str,
+    tracking: Tracking,
+) -> Value {
+    let key = ResourceKey::of(obj);
+    let namespaced = desired
+        .iter()
+        .filter_map(crd_kind)
+        .find(|(g, k, _)| *g == key.group && *k == key.kind)
+        .is_none_or(|(_, _, namespaced)| namespaced);
+    let mut out = obj.clone();
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        if !namespaced {
+            meta.remove("namespace");
+        } else if key.namespace.is_empty() && !default_namespace.is_empty() {
+            meta.insert("namespace".into(), Value::String(default_namespace.into()));
+        }
+    }
+    tracking.mark(&mut out, app);
+    out
+}
+
 /// The live object with the identity of `obj` (which must be prepared), if it exists.
 pub async fn get_live(cluster: &Cluster, obj: &Value) -> Result<Option<Value>, LiveError> {
     let key = ResourceKey::of(obj);
@@ -314,7 +355,22 @@ pub async fn compare_with(
         .map(|v| (ResourceKey::of(&v), v))
         .collect();
     for obj in desired {
-        let prepared = prepare_desired(cluster, obj, app, default_namespace, tracking).await?;
+        let prepared = match prepare_desired(cluster, obj, app, default_namespace, tracking).await {
+            Ok(p) => p,
+            Err(LiveError::Cluster(ClusterError::UnknownKind { .. })) => {
+                // A custom resource whose CRD is not applied yet: missing until it is.
+                let prepared = prepare_unserved(obj, desired, app, default_namespace, tracking);
+                let is_hook = crate::sync::plan::role_of(&prepared)
+                    .map(|r| !matches!(r, crate::sync::plan::Role::Resource))
+                    .unwrap_or(false);
+                if !is_hook {
+                    cmp.diffs.push(diff_resource(Some(&prepared), None, opts)?);
+                }
+                cmp.desired.push(prepared);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let is_hook = crate::sync::plan::role_of(&prepared)
             .map(|r| !matches!(r, crate::sync::plan::Role::Resource))
             .unwrap_or(false);

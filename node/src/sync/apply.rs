@@ -4,7 +4,10 @@
 use crate::clusters::{Cluster, ClusterError};
 use crate::diff::{normalize, DiffError, IgnoreRule, ResourceKey};
 use crate::live::note;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy,
+    ValidationDirective,
+};
 use serde_json::{Map, Value};
 
 /// The field manager flotilla writes with.
@@ -107,12 +110,64 @@ fn set_annotation(obj: &mut Value, key: &str, value: String) {
     }
 }
 
+/// The `fieldValidation` a write sends: `Strict`, as `kubectl --validate=true` (the default),
+/// or `Ignore` under `Validate=false`.
+pub fn field_validation(validate: bool) -> ValidationDirective {
+    if validate {
+        ValidationDirective::Strict
+    } else {
+        ValidationDirective::Ignore
+    }
+}
+
+/// `uri` with the `fieldValidation` query parameter added.
+pub fn with_field_validation(uri: &str, validate: bool) -> String {
+    let sep = if uri.ends_with('?') || uri.ends_with('&') {
+        ""
+    } else if uri.contains('?') {
+        "&"
+    } else {
+        "?"
+    };
+    format!(
+        "{uri}{sep}fieldValidation={}",
+        field_validation(validate).as_str()
+    )
+}
+
+/// POST (no `name`) or PUT an object with `fieldValidation`, which kube's `PostParams` lack.
+async fn post_or_put(
+    cluster: &Cluster,
+    api: &Api<DynamicObject>,
+    name: Option<&str>,
+    pp: &PostParams,
+    validate: bool,
+    obj: &DynamicObject,
+) -> Result<DynamicObject, kube::Error> {
+    let body = serde_json::to_vec(obj).map_err(kube::Error::SerdeError)?;
+    let request = kube::core::Request::new(api.resource_url());
+    let mut req = match name {
+        Some(n) => request.replace(n, pp, body),
+        None => request.create(pp, body),
+    }
+    .map_err(kube::Error::BuildRequest)?;
+    let uri = with_field_validation(&req.uri().to_string(), validate);
+    *req.uri_mut() = uri
+        .parse::<http::Uri>()
+        .map_err(|e| kube::Error::HttpError(e.into()))?;
+    req.extensions_mut()
+        .insert(if name.is_some() { "replace" } else { "create" });
+    cluster.client().request::<DynamicObject>(req).await
+}
+
 /// Write one prepared desired object; returns the object the server answered with.
+/// `validate` is the `Validate` sync option (`fieldValidation=Strict`, or `Ignore`).
 pub async fn write(
     cluster: &Cluster,
     obj: &Value,
     mode: Mode,
     dry_run: bool,
+    validate: bool,
 ) -> Result<Value, ApplyError> {
     let key = ResourceKey::of(obj);
     let api_version = obj
@@ -133,6 +188,7 @@ pub async fn write(
         Mode::ServerSide => {
             let mut params = PatchParams::apply(FIELD_MANAGER).force();
             params.dry_run = dry_run;
+            params.field_validation = Some(field_validation(validate));
             let _permit = cluster.permit().await;
             let r = api.patch(&key.name, &params, &Patch::Apply(obj)).await;
             note(cluster, &r);
@@ -150,9 +206,9 @@ pub async fn write(
             let r = match live {
                 Some(l) => {
                     dynamic.metadata.resource_version = l.metadata.resource_version;
-                    api.replace(&key.name, &pp, &dynamic).await
+                    post_or_put(cluster, &api, Some(&key.name), &pp, validate, &dynamic).await
                 }
-                None => api.create(&pp, &dynamic).await,
+                None => post_or_put(cluster, &api, None, &pp, validate, &dynamic).await,
             };
             note(cluster, &r);
             r.map_err(api_err("replace"))?
@@ -172,7 +228,10 @@ pub async fn write(
             set_annotation(&mut desired, LAST_APPLIED, text);
             let _permit = cluster.permit().await;
             let r = match live {
-                None => api.create(&pp, &to_dynamic(&desired, &key)?).await,
+                None => {
+                    let dynamic = to_dynamic(&desired, &key)?;
+                    post_or_put(cluster, &api, None, &pp, validate, &dynamic).await
+                }
                 Some(l) => {
                     let last = l
                         .metadata
@@ -185,6 +244,7 @@ pub async fn write(
                     let params = PatchParams {
                         dry_run,
                         field_manager: Some(FIELD_MANAGER.into()),
+                        field_validation: Some(field_validation(validate)),
                         ..Default::default()
                     };
                     api.patch(&key.name, &params, &Patch::Merge(&patch)).await
@@ -432,6 +492,25 @@ mod tests {
         assert!(e.contains("labels.n is not a string"), "{e}");
         let e = namespace_object("n", Some(&json!({"finalizers": []}))).expect_err("field");
         assert!(e.contains("finalizers"), "{e}");
+    }
+
+    #[test]
+    fn field_validation_is_strict_unless_validate_is_off() {
+        assert_eq!(
+            with_field_validation("/api/v1/namespaces/n/configmaps?", true),
+            "/api/v1/namespaces/n/configmaps?fieldValidation=Strict"
+        );
+        assert_eq!(
+            with_field_validation(
+                "/api/v1/configmaps/c?dryRun=All&fieldManager=flotilla",
+                false
+            ),
+            "/api/v1/configmaps/c?dryRun=All&fieldManager=flotilla&fieldValidation=Ignore"
+        );
+        assert_eq!(
+            with_field_validation("/api/v1/namespaces", true),
+            "/api/v1/namespaces?fieldValidation=Strict"
+        );
     }
 
     #[test]

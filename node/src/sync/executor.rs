@@ -9,7 +9,7 @@ use super::plan::{plan, Action, DeletePolicy, Hook, Phase, PlanInput, SyncPlan, 
 use super::result::{
     now_rfc3339, HookPhase, OperationPhase, OperationResult, ResourceResult, ResultCode,
 };
-use crate::clusters::Cluster;
+use crate::clusters::{Cluster, ClusterError};
 use crate::diff::{DiffOptions, IgnoreRule, ResourceKey};
 use crate::health::{assess, lua::Customizations, HealthStatus};
 use crate::live::{compare_app, get_live, prepare_desired, Comparison, LiveError, Tracking};
@@ -124,8 +124,9 @@ pub async fn execute(sync_plan: &SyncPlan, ctx: &SyncContext<'_>) -> OperationRe
                         };
                         if !sync_plan.on_fail.is_empty() {
                             let mut pending = Vec::new();
+                            let crds = crd_kinds(sync_plan);
                             for t in &sync_plan.on_fail {
-                                run_task(t, ctx, &mut op.resources, &mut pending).await;
+                                run_task(t, ctx, &crds, &mut op.resources, &mut pending).await;
                             }
                             if let Err(m) = wait_step(ctx, &mut op.resources, pending).await {
                                 op.message = format!("{}; SyncFail hooks: {m}", op.message);
@@ -148,14 +149,15 @@ async fn run_once(
 ) -> Result<(), String> {
     if ctx.create_namespace && !ctx.namespace.is_empty() {
         let ns = apply::namespace_object(ctx.namespace, ctx.namespace_metadata)?;
-        apply::write(ctx.cluster, &ns, Mode::ServerSide, ctx.dry_run)
+        apply::write(ctx.cluster, &ns, Mode::ServerSide, ctx.dry_run, true)
             .await
             .map_err(|e| format!("creating namespace {}: {e}", ctx.namespace))?;
     }
+    let crds = crd_kinds(sync_plan);
     for step in &sync_plan.steps {
         let mut pending = Vec::new();
         for task in &step.tasks {
-            run_task(task, ctx, results, &mut pending).await;
+            run_task(task, ctx, &crds, results, &mut pending).await;
         }
         wait_step(ctx, results, pending).await?;
         let failed: Vec<String> = results
@@ -175,9 +177,54 @@ async fn run_once(
     Ok(())
 }
 
+/// The (group, kind) pairs that CustomResourceDefinitions in the plan define.
+pub fn crd_kinds(sync_plan: &SyncPlan) -> BTreeSet<(String, String)> {
+    sync_plan
+        .steps
+        .iter()
+        .flat_map(|s| &s.tasks)
+        .filter_map(|t| match &t.action {
+            Action::Apply(obj) => crate::live::crd_kind(obj).map(|(g, k, _)| (g, k)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A dry run meets a kind the cluster does not serve yet: skip the resource when its CRD is
+/// part of the same sync or `SkipDryRunOnMissingResource=true`, as Argo CD does; fail it
+/// otherwise, naming the kind.
+fn missing_kind_in_dry_run(
+    task: &Task,
+    crds: &BTreeSet<(String, String)>,
+    api_version: &str,
+    kind: &str,
+) -> (ResultCode, String) {
+    let in_sync = crds.contains(&(task.key.group.clone(), task.key.kind.clone()));
+    if in_sync || task.options.skip_dry_run_on_missing_resource {
+        let why = if in_sync {
+            "its CustomResourceDefinition is part of this sync"
+        } else {
+            "SkipDryRunOnMissingResource=true"
+        };
+        (
+            ResultCode::Synced,
+            format!("dry run skipped: the cluster does not serve {api_version} {kind} yet ({why})"),
+        )
+    } else {
+        (
+            ResultCode::SyncFailed,
+            format!(
+                "dry run failed: the cluster does not serve {api_version} {kind}; install its \
+                 CustomResourceDefinition first or set SkipDryRunOnMissingResource=true"
+            ),
+        )
+    }
+}
+
 async fn run_task(
     task: &Task,
     ctx: &SyncContext<'_>,
+    crds: &BTreeSet<(String, String)>,
     results: &mut Vec<ResourceResult>,
     pending: &mut Vec<Pending>,
 ) {
@@ -186,12 +233,19 @@ async fn run_task(
         Action::Apply(obj) => {
             let obj = match prepare(ctx, obj).await {
                 Ok(o) => o,
+                Err(LiveError::Cluster(ClusterError::UnknownKind {
+                    api_version, kind, ..
+                })) if ctx.dry_run => {
+                    let (code, msg) = missing_kind_in_dry_run(task, crds, &api_version, &kind);
+                    results.push(ResourceResult::new(&task.key, code, phase, msg));
+                    return;
+                }
                 Err(e) => {
                     results.push(ResourceResult::new(
                         &task.key,
                         ResultCode::SyncFailed,
                         phase,
-                        e,
+                        e.to_string(),
                     ));
                     return;
                 }
@@ -239,7 +293,15 @@ async fn run_task(
                     }
                 }
             }
-            match apply::write(ctx.cluster, &obj, mode_of(&task.options), ctx.dry_run).await {
+            let written = apply::write(
+                ctx.cluster,
+                &obj,
+                mode_of(&task.options),
+                ctx.dry_run,
+                task.options.validate,
+            )
+            .await;
+            match written {
                 Ok(written) => {
                     let verb = match mode_of(&task.options) {
                         Mode::ServerSide => "server-side applied",
@@ -297,10 +359,8 @@ async fn run_task(
 }
 
 /// Default the namespace (namespaced kinds need discovery to tell) and set the tracking mark.
-async fn prepare(ctx: &SyncContext<'_>, obj: &Value) -> Result<Value, String> {
-    prepare_desired(ctx.cluster, obj, ctx.app, ctx.namespace, ctx.tracking)
-        .await
-        .map_err(|e| e.to_string())
+async fn prepare(ctx: &SyncContext<'_>, obj: &Value) -> Result<Value, LiveError> {
+    prepare_desired(ctx.cluster, obj, ctx.app, ctx.namespace, ctx.tracking).await
 }
 
 fn before_hook_creation(hook: &Hook) -> bool {
@@ -326,7 +386,7 @@ async fn run_hook(
                 &task.key,
                 ResultCode::SyncFailed,
                 phase,
-                e,
+                e.to_string(),
             ));
             return;
         }

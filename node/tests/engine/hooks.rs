@@ -139,6 +139,7 @@ async fn health_follows_the_simulated_controllers() {
         &desired,
         flotilla_node::sync::apply::Mode::ServerSide,
         false,
+        true,
     )
     .await
     .expect("apply");
