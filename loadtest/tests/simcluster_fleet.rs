@@ -206,3 +206,50 @@ async fn library_api_as_documented() {
     );
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn tokens_stay_out_of_debug_output_and_kubeconfigs_are_owner_only() {
+    let token = "s3cr3t-bearer-token";
+    let fleet = SimFleet::start(
+        2,
+        0,
+        SimConfig {
+            name: "priv".into(),
+            token: Some(token.into()),
+            ..SimConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let debug = format!(
+        "{fleet:?} {:?}",
+        SimConfig {
+            token: Some(token.into()),
+            ..SimConfig::default()
+        }
+    );
+    assert!(!debug.contains(token), "Debug shows the token: {debug}");
+    assert!(
+        debug.contains("<redacted>"),
+        "Debug says a token is set: {debug}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.kubeconfig");
+    // A kubeconfig left readable by an older run is tightened, not just rewritten.
+    std::fs::write(&all, "old").unwrap();
+    fleet.write_kubeconfigs(dir.path()).unwrap();
+    assert!(std::fs::read_to_string(&all).unwrap().contains(token));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for name in ["priv-0.kubeconfig", "priv-1.kubeconfig", "all.kubeconfig"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{name} is readable by others: {mode:o}");
+        }
+    }
+    fleet.shutdown().await;
+}

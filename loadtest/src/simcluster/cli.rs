@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Arguments of `flotilla-loadtest simcluster`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct SimclusterArgs {
     /// Number of clusters to run.
     #[arg(long, default_value_t = 1)]
@@ -38,6 +38,24 @@ pub struct SimclusterArgs {
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long)]
     pub exit_after_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for SimclusterArgs {
+    // `--token` is a credential: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimclusterArgs")
+            .field("clusters", &self.clusters)
+            .field("port_base", &self.port_base)
+            .field("dir", &self.dir)
+            .field("plain_http", &self.plain_http)
+            .field("token", &format_args!("{}", super::redacted(&self.token)))
+            .field("controller_delay_ms", &self.controller_delay_ms)
+            .field("no_controllers", &self.no_controllers)
+            .field("no_children", &self.no_children)
+            .field("watch_history", &self.watch_history)
+            .field("exit_after_secs", &self.exit_after_secs)
+            .finish()
+    }
 }
 
 /// Runs the fleet until Ctrl-C (or `--exit-after-secs`).

@@ -25,6 +25,26 @@ pub enum FleetError {
     },
 }
 
+/// Writes a file only its owner can read: kubeconfigs hold the clusters' bearer tokens.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        opts.mode(0o600);
+        let mut file = opts.open(path)?;
+        // `mode` applies only when the file is created; tighten one left by an older run.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(text.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        opts.open(path)?.write_all(text.as_bytes())
+    }
+}
+
 impl SimFleet {
     /// Starts `n` clusters from a template config; cluster `i` listens on `port_base + i`
     /// (or a free port when `port_base` is 0) and is named `{template.name}-{i}`.
@@ -79,7 +99,7 @@ impl SimFleet {
     pub fn write_kubeconfigs(&self, dir: &Path) -> Result<(), FleetError> {
         let write = |name: String, text: String| {
             let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|source| FleetError::Write {
+            write_private(&path, &text).map_err(|source| FleetError::Write {
                 path: path.display().to_string(),
                 source,
             })

@@ -63,7 +63,7 @@ pub enum SimError {
 }
 
 /// Configuration of one simulated cluster.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimConfig {
     /// Name used for the kubeconfig cluster, context and user.
     pub name: String,
@@ -85,6 +85,32 @@ pub struct SimConfig {
     pub watch_history: usize,
 }
 
+/// What `Debug` shows of a bearer token: whether there is one, never its value.
+pub(crate) fn redacted(token: &Option<String>) -> &'static str {
+    match token {
+        Some(t) if !t.is_empty() => "Some(<redacted>)",
+        Some(_) => "Some(\"\")",
+        None => "None",
+    }
+}
+
+impl std::fmt::Debug for SimConfig {
+    // The token is a credential: logs and panics must not show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("token", &format_args!("{}", redacted(&self.token)))
+            .field("certs", &self.certs)
+            .field("controllers", &self.controllers)
+            .field("bookmark_interval", &self.bookmark_interval)
+            .field("faults", &self.faults)
+            .field("watch_history", &self.watch_history)
+            .finish()
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
@@ -102,7 +128,6 @@ impl Default for SimConfig {
 }
 
 /// Shared state of one running cluster.
-#[derive(Debug)]
 pub(crate) struct Cluster {
     pub(crate) name: String,
     pub(crate) address: String,
@@ -114,6 +139,17 @@ pub(crate) struct Cluster {
     pub(crate) drop_watches: tokio_watch::Sender<u64>,
     pub(crate) watches_started: std::sync::atomic::AtomicU64,
     pub(crate) shutdown: tokio_watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Cluster {
+    // The token is a credential and the store can be large: show what identifies the cluster.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("token", &format_args!("{}", redacted(&self.token)))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cluster {
