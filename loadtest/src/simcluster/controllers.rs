@@ -34,6 +34,11 @@ impl Default for ControllerConfig {
     }
 }
 
+/// Most Pods the simulated controllers give one workload. Pods are created under the store
+/// lock, so `replicas: 1000000000` would otherwise stall the whole cluster; status is computed
+/// from the spec, so a larger `replicas` still reports as ready.
+pub const MAX_PODS_PER_OWNER: i64 = 1000;
+
 const CONTROLLED: &[&str] = &[
     "apps/deployments",
     "apps/replicasets",
@@ -219,7 +224,10 @@ fn reconcile_children(store: &mut Store, key: &Key) {
     match key.0.as_str() {
         "apps/deployments" => super::children::deployment(store, key, &obj),
         "apps/replicasets" | "apps/statefulsets" => {
-            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
+            let want = obj["spec"]["replicas"]
+                .as_i64()
+                .unwrap_or(1)
+                .clamp(0, MAX_PODS_PER_OWNER) as usize;
             super::children::pods(store, key, &obj, want, key.0 == "apps/statefulsets")
         }
         "apps/daemonsets" => super::children::pods(store, key, &obj, 1, false),
@@ -285,5 +293,32 @@ mod tests {
         let s = desired_status("apps/deployments", &f, "t").unwrap();
         assert_eq!(s["conditions"][0]["status"], "False");
         assert!(desired_status("/configmaps", &d, "t").is_none());
+    }
+
+    #[test]
+    fn huge_replica_counts_get_a_bounded_number_of_pods() {
+        let mut store = Store::default();
+        let ns = |n: &str| json!({"metadata": {"name": n}});
+        store.put(
+            ("/namespaces".into(), String::new(), "default".into()),
+            ns("default"),
+            super::super::store::EventType::Added,
+        );
+        let key: Key = ("apps/replicasets".into(), "default".into(), "big".into());
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "big", "namespace": "default", "uid": "u-big"},
+            "spec": {"replicas": 1_000_000_000_i64, "selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}}}});
+        store.put(key.clone(), rs, super::super::store::EventType::Added);
+        store.drain_touched();
+        reconcile_children(&mut store, &key);
+        let pods = store.list("/pods".into(), Some("default".into())).count();
+        assert_eq!(pods as i64, MAX_PODS_PER_OWNER);
+        // Every Pod written is handed to the controllers, none dropped.
+        let touched = store.drain_touched();
+        assert_eq!(
+            touched.iter().filter(|k| k.0 == "/pods").count() as i64,
+            MAX_PODS_PER_OWNER
+        );
     }
 }

@@ -14,6 +14,9 @@ use super::store::{EventType, Key, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// How many more names a create with `generateName` draws when one is taken.
+const GENERATE_NAME_RETRIES: usize = 7;
+
 /// What a request addresses.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -243,9 +246,16 @@ pub fn create(
     }
     check_namespace(store, t)?;
     let meta = metadata_mut(&mut obj);
-    let name = match meta.get("name").and_then(Value::as_str) {
+    let generate = match meta.get("name").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => None,
+        _ => meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .map(String::from),
+    };
+    let mut name = match meta.get("name").and_then(Value::as_str) {
         Some(n) if !n.is_empty() => n.to_string(),
-        _ => match meta.get("generateName").and_then(Value::as_str) {
+        _ => match &generate {
             Some(g) => format!("{g}{}", name_suffix()),
             None => {
                 return Err(ApiError::invalid(
@@ -287,7 +297,19 @@ pub fn create(
             m.remove("status");
         }
     }
-    let key = t.key(&name);
+    let mut key = t.key(&name);
+    // Like the API server since 1.32 (KEP-4420), a generated name that is taken is drawn
+    // again a few times before the create fails.
+    if let Some(g) = &generate {
+        for _ in 0..GENERATE_NAME_RETRIES {
+            if store.get(&key.0, &key.1, &key.2).is_none() {
+                break;
+            }
+            name = format!("{g}{}", name_suffix());
+            key = t.key(&name);
+        }
+        metadata_mut(&mut obj).insert("name".into(), json!(name));
+    }
     if store.get(&key.0, &key.1, &key.2).is_some() {
         return Err(ApiError::already_exists(&t.rt.qualified(), &name));
     }

@@ -426,11 +426,7 @@ async fn route(
             if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
                 let params = WatchParams {
                     rv: q.get("resourceVersion").cloned(),
-                    timeout: q
-                        .get("timeoutSeconds")
-                        .and_then(|s| s.parse().ok())
-                        .map(Duration::from_secs)
-                        .unwrap_or(DEFAULT_WATCH),
+                    timeout: watch_timeout(q),
                     bookmarks: q.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
                     initial_events: q.get("sendInitialEvents").is_some_and(|b| b == "true"),
                 };
@@ -547,6 +543,15 @@ async fn route(
     Ok(result)
 }
 
+/// The watch's `timeoutSeconds`; absent, unparsable or `0` means the server's default, as
+/// the API server treats it (a `0` that closed the stream at once would make clients spin).
+fn watch_timeout(q: &HashMap<String, String>) -> Duration {
+    q.get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map_or(DEFAULT_WATCH, Duration::from_secs)
+}
+
 /// Runs a write under the store lock, then hands what changed to the simulated controllers.
 fn write(
     cluster: &Arc<Cluster>,
@@ -560,4 +565,18 @@ fn write(
     controllers::schedule(cluster, touched);
     let (code, v) = result?;
     Ok(ok_json(code, &v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_timeout_zero_or_missing_means_the_default() {
+        let t = |q: &str| watch_timeout(&parse_query(q));
+        assert_eq!(t("watch=true&timeoutSeconds=290"), Duration::from_secs(290));
+        assert_eq!(t("watch=true&timeoutSeconds=0"), DEFAULT_WATCH);
+        assert_eq!(t("watch=true&timeoutSeconds=x"), DEFAULT_WATCH);
+        assert_eq!(t("?&watch=true"), DEFAULT_WATCH);
+    }
 }

@@ -4,7 +4,7 @@
 use super::kinds::{types_from_crd, ResourceType, BUILTIN};
 use super::meta::metadata_mut;
 use serde_json::Value;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -66,8 +66,9 @@ pub struct Store {
     compacted: u64,
     tx: Option<broadcast::Sender<Arc<Event>>>,
     crd_types: Vec<Arc<ResourceType>>,
-    /// Keys written since the last drain (for the simulated controllers).
-    touched: Vec<Key>,
+    /// Keys written since the last drain (for the simulated controllers). A set: bounded by
+    /// the number of distinct objects one write touches, and no key is ever dropped.
+    touched: BTreeSet<Key>,
 }
 
 impl Default for Store {
@@ -87,7 +88,7 @@ impl Store {
             compacted: 0,
             tx: None,
             crd_types: Vec::new(),
-            touched: Vec::new(),
+            touched: BTreeSet::new(),
         }
     }
 
@@ -177,14 +178,12 @@ impl Store {
             // No receivers is fine: nobody is watching.
             let _ = tx.send(ev);
         }
-        if self.touched.len() < 4096 {
-            self.touched.push(key);
-        }
+        self.touched.insert(key);
     }
 
     /// Takes the keys written since the last call.
     pub fn drain_touched(&mut self) -> Vec<Key> {
-        std::mem::take(&mut self.touched)
+        std::mem::take(&mut self.touched).into_iter().collect()
     }
 
     /// Subscribes to future events (creates the fan-out on first use).
@@ -258,5 +257,27 @@ mod tests {
         assert_eq!(gone["metadata"]["resourceVersion"], "6");
         s.compact_all();
         assert!(s.events_since(5).is_none() && s.events_since(6).is_some());
+    }
+
+    #[test]
+    fn touched_keys_are_never_dropped_and_appear_once() {
+        let mut s = Store::with_history(8);
+        s.drain_touched();
+        for i in 0..5000 {
+            let k = key(&format!("c{i}"));
+            s.put(
+                k.clone(),
+                json!({"metadata": {"name": format!("c{i}")}}),
+                EventType::Added,
+            );
+            s.put(
+                k,
+                json!({"metadata": {"name": format!("c{i}"), "labels": {"x": "y"}}}),
+                EventType::Modified,
+            );
+        }
+        let touched = s.drain_touched();
+        assert_eq!(touched.len(), 5000, "one entry per object, none lost");
+        assert!(s.drain_touched().is_empty());
     }
 }
