@@ -222,4 +222,48 @@ async fn ignore_differences_by_pointer_jq_and_manager() {
         op.resources.iter().all(|r| r.status == ResultCode::Synced),
         "{op:#?}"
     );
+    tracing::info!("RespectIgnoreDifferences leaves fields of managedFieldsManagers alone");
+    patch_live(
+        &env,
+        "apps/v1",
+        "Deployment",
+        "default",
+        "a",
+        json!({"spec": {"replicas": 4}}),
+    )
+    .await;
+    patch_live(
+        &env,
+        "v1",
+        "ConfigMap",
+        "default",
+        "b",
+        json!({"data": {"x": "edited"}}),
+    )
+    .await;
+    let mut managers = Sync::new("ign").options(&["RespectIgnoreDifferences=true"]);
+    let mut any = rule("*");
+    any.group = "*".into();
+    managers.diff.ignore = vec![IgnoreRule {
+        managed_fields_managers: vec!["kubectl-edit".into()],
+        ..any
+    }];
+    assert!(managers.compare(&env, &desired).await.in_sync());
+    let op = managers.run(&env, &desired).await;
+    assert!(op.succeeded(), "{op:#?}");
+    let live = get(&env, "apps/v1", "Deployment", "default", "a")
+        .await
+        .expect("live");
+    assert_eq!(live["spec"]["replicas"], 4, "not taken over");
+    let live = get(&env, "v1", "ConfigMap", "default", "b")
+        .await
+        .expect("live");
+    assert_eq!(live["data"]["x"], "edited", "not taken over");
+    tracing::info!("without the option the sync takes the fields back");
+    let op = s.run(&env, &desired).await;
+    assert!(op.succeeded(), "{op:#?}");
+    let live = get(&env, "v1", "ConfigMap", "default", "b")
+        .await
+        .expect("live");
+    assert_ne!(live["data"]["x"], "edited");
 }
