@@ -6,3 +6,7 @@
 
 #[cfg(feature = "simcluster")]
 pub mod simcluster;
+
+/// Git fixtures (generated app-of-apps repositories), a smart-HTTP git server and push webhooks.
+#[cfg(feature = "git")]
+pub mod git;
