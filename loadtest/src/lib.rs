@@ -3,6 +3,10 @@
 //! Start with [`simcluster`] (feature `simcluster`, on by default): [`simcluster::SimCluster`]
 //! runs one simulated cluster, [`simcluster::SimFleet`] many; the `flotilla-loadtest`
 //! binary wraps them as `flotilla-loadtest simcluster --clusters N`.
+//!
+//! The Git side is [`git`] (feature `git`, on by default): [`git::Fixture`] generates
+//! app-of-apps repositories, [`git::GitServer`] serves them over smart HTTP and
+//! [`git::webhook`] sends push webhooks.
 
 #[cfg(feature = "simcluster")]
 pub mod simcluster;

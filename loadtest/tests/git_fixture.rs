@@ -137,3 +137,30 @@ fn bad_specs_and_existing_repositories_are_refused() {
         "no re-init over an existing repository"
     );
 }
+
+/// The scale the `sync` scenario uses; ignored by default (about a second of work, but
+/// it writes 10,000 app trees). Run with `cargo nextest run -p flotilla-loadtest
+/// --run-ignored only -E 'test(ten_thousand)' --no-capture` to see the timings.
+#[test]
+#[ignore = "scale check; run explicitly"]
+fn ten_thousand_apps_then_small_commits() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let spec = FixtureSpec {
+        apps: 10_000,
+        clusters: 100,
+        resources_per_app: 1,
+        ..FixtureSpec::default()
+    };
+    let started = std::time::Instant::now();
+    let mut fixture = Fixture::create(root.path(), "apps.git", spec).expect("fixture");
+    println!("created 10,000 apps in {:?}", started.elapsed());
+    let mut last = fixture.head().expect("head");
+    for round in 0..20usize {
+        let apps: Vec<usize> = (0..5).map(|k| (round * 997 + k * 2003) % 10_000).collect();
+        let change = fixture.commit_change(&apps, "churn").expect("commit");
+        assert_eq!(change.parent, last);
+        assert_eq!(change.modified.len(), 5);
+        println!("commit {round} touching 5 apps took {:?}", change.elapsed);
+        last = change.id;
+    }
+}
