@@ -236,3 +236,30 @@ async fn token_auth_and_gzip_request_bodies() {
     assert!(msg.contains("gzip"), "{msg}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clones_queue_behind_the_backend_limit() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = GitServerConfig {
+        max_concurrent_backends: 1,
+        ..GitServerConfig::default()
+    };
+    let server = GitServer::start(root.path(), config).await.expect("server");
+    let url = server.url_for("apps.git");
+    let fixture = Fixture::create(root.path(), "apps.git", spec(url.clone())).expect("fixture");
+    let head = fixture.head().expect("head");
+    let clones = (0..6).map(|i| {
+        let url = url.clone();
+        let dir = work.path().to_path_buf();
+        async move { git(&dir, &["clone", "--quiet", &url, &format!("c{i}")]).await }
+    });
+    for (ok, out) in futures::future::join_all(clones).await {
+        assert!(ok, "clone failed: {out}");
+    }
+    for i in 0..6 {
+        let (_, id) = git(&work.path().join(format!("c{i}")), &["rev-parse", "HEAD"]).await;
+        assert_eq!(id.trim(), head);
+    }
+    server.shutdown().await;
+}

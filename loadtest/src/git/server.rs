@@ -73,6 +73,8 @@ pub struct GitServerConfig {
     pub max_body_bytes: usize,
     /// The git executable (looked up on `PATH` when relative).
     pub git_binary: PathBuf,
+    /// Most `git http-backend` processes running at once; further requests wait.
+    pub max_concurrent_backends: usize,
 }
 
 impl Default for GitServerConfig {
@@ -82,6 +84,7 @@ impl Default for GitServerConfig {
             allow_push: true,
             max_body_bytes: 256 << 20,
             git_binary: PathBuf::from("git"),
+            max_concurrent_backends: 32,
         }
     }
 }
@@ -98,6 +101,7 @@ struct Shared {
     root: PathBuf,
     config: GitServerConfig,
     path_env: String,
+    backends: tokio::sync::Semaphore,
 }
 
 impl GitServer {
@@ -114,8 +118,10 @@ impl GitServer {
             .await
             .map_err(ServerError::Bind)?;
         let addr = listener.local_addr().map_err(ServerError::Bind)?;
+        let backends = tokio::sync::Semaphore::new(config.max_concurrent_backends.max(1));
         let shared = Arc::new(Shared {
             root: root.clone(),
+            backends,
             config,
             path_env: std::env::var("PATH")
                 .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_string()),
@@ -127,7 +133,15 @@ impl GitServer {
                     a = listener.accept() => a,
                     _ = stopped.changed() => break,
                 };
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // E.g. out of file descriptors: back off instead of spinning.
+                        tracing::warn!("git server accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let shared = shared.clone();
                 let mut conn_stop = stopped.clone();
                 tokio::spawn(async move {
@@ -271,6 +285,12 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
         }
     };
 
+    let _permit = shared.backends.acquire().await.map_err(|_| {
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "git server is shutting down",
+        )
+    })?;
     let mut cmd = tokio::process::Command::new(&shared.config.git_binary);
     cmd.arg("http-backend")
         .env_clear()
