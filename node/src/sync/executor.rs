@@ -154,6 +154,9 @@ async fn run_once(
             .map_err(|e| format!("creating namespace {}: {e}", ctx.namespace))?;
     }
     let crds = crd_kinds(sync_plan);
+    if !ctx.dry_run {
+        preflight(sync_plan, ctx, &crds, results).await?;
+    }
     for step in &sync_plan.steps {
         let mut pending = Vec::new();
         for task in &step.tasks {
@@ -218,6 +221,72 @@ fn missing_kind_in_dry_run(
                  CustomResourceDefinition first or set SkipDryRunOnMissingResource=true"
             ),
         )
+    }
+}
+
+/// Namespaces that Namespace objects in the plan create.
+fn namespaces_in(sync_plan: &SyncPlan) -> BTreeSet<String> {
+    sync_plan
+        .steps
+        .iter()
+        .flat_map(|s| &s.tasks)
+        .filter(|t| t.key.group.is_empty() && t.key.kind == "Namespace")
+        .map(|t| t.key.name.clone())
+        .collect()
+}
+
+/// Argo CD's dry run before a real sync: every resource to apply is written with
+/// `dryRun=All` first, so a resource the server refuses fails the operation before anything
+/// changes. Custom resources whose kind is not served yet are judged as in a dry-run
+/// operation; objects in a namespace that the sync itself creates are not dry-run.
+async fn preflight(
+    sync_plan: &SyncPlan,
+    ctx: &SyncContext<'_>,
+    crds: &BTreeSet<(String, String)>,
+    results: &mut Vec<ResourceResult>,
+) -> Result<(), String> {
+    let created = namespaces_in(sync_plan);
+    let mut failed = Vec::new();
+    for task in sync_plan.steps.iter().flat_map(|s| &s.tasks) {
+        let Action::Apply(obj) = &task.action else {
+            continue;
+        };
+        if created.contains(&task.key.namespace) {
+            continue;
+        }
+        let outcome = match prepare(ctx, obj).await {
+            Err(LiveError::Cluster(ClusterError::UnknownKind {
+                api_version, kind, ..
+            })) => match missing_kind_in_dry_run(task, crds, &api_version, &kind) {
+                (ResultCode::SyncFailed, msg) => Err(msg),
+                _ => Ok(()),
+            },
+            Err(e) => Err(e.to_string()),
+            Ok(prepared) => apply::write(
+                ctx.cluster,
+                &prepared,
+                mode_of(&task.options),
+                true,
+                task.options.validate,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("dry run failed: {e}")),
+        };
+        if let Err(msg) = outcome {
+            failed.push(format!("{}: {msg}", task.key));
+            results.push(ResourceResult::new(
+                &task.key,
+                ResultCode::SyncFailed,
+                phase_name(task.phase),
+                msg,
+            ));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("dry run before the sync: {}", failed.join("; ")))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Custom resources whose CustomResourceDefinition comes in the same sync, dry runs of kinds
 //! the cluster does not serve yet (`SkipDryRunOnMissingResource`), and `Validate=false`.
-use crate::env::{docs, get, start, Sync};
+use crate::env::{cm, docs, get, start, Sync};
 use flotilla_node::sync::result::{OperationPhase, OperationResult, ResourceResult, ResultCode};
 
 const CRD: &str = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: crontabs.stable.example.com\nspec:\n  group: stable.example.com\n  names: {kind: CronTab, plural: crontabs, singular: crontab, listKind: CronTabList}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n---\n";
@@ -78,4 +78,27 @@ async fn custom_resources_and_dry_runs_of_kinds_not_yet_served() {
     .expect("custom resource created");
     assert_eq!(cr["spec"]["cronSpec"], "0 3 * * *");
     assert!(s.compare(&env, &both).await.in_sync());
+}
+
+#[tokio::test]
+async fn a_real_sync_dry_runs_everything_before_the_first_write() {
+    let env = start().await;
+    tracing::info!("a custom resource without its CRD fails the dry run: nothing is written");
+    let other = CR.replace("CronTab", "Unserved");
+    let desired = docs(&format!("{}{other}", cm("before-cr", "1")));
+    let op = Sync::new("pre").run(&env, &desired).await;
+    assert_eq!(op.phase, OperationPhase::Failed, "{op:#?}");
+    assert!(op.message.contains("dry run before the sync"), "{op:#?}");
+    assert!(
+        result(&op, "Unserved")
+            .message
+            .contains("stable.example.com/v1 Unserved"),
+        "{op:#?}"
+    );
+    assert!(
+        get(&env, "v1", "ConfigMap", "default", "before-cr")
+            .await
+            .is_none(),
+        "the ConfigMap was not applied"
+    );
 }

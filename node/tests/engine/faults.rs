@@ -6,6 +6,18 @@ use flotilla_node::sync::options::Retry;
 use flotilla_node::sync::result::OperationPhase;
 use std::time::Duration;
 
+/// Poll `cond` until it holds; panics after a generous deadline.
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn sync_retries_after_injected_500s() {
     let env = start().await;
@@ -57,9 +69,10 @@ async fn sync_retries_after_injected_500s() {
         ..ctx
     };
     let sim = &env.sim;
+    let before = sim.fault_counts().errors;
     let (op, ()) = tokio::join!(flotilla_node::sync::executor::execute(&plan, &ctx), async {
-        // Let the first attempts fail, then heal the cluster.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Heal the cluster once the first attempt has met a 500 (the count is cumulative).
+        wait_until("an injected 500", || sim.fault_counts().errors > before).await;
         sim.set_faults(FaultConfig::default());
     });
     assert_eq!(op.phase, OperationPhase::Succeeded, "{op:#?}");
@@ -88,10 +101,12 @@ async fn throttling_429_is_waited_out() {
     let desired = docs(&cm("throttled", "1"));
     let sim = &env.sim;
     let (op, ()) = tokio::join!(s.run(&env, &desired), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Lift the throttling once it has been met.
+        wait_until("an injected 429", || sim.fault_counts().throttled >= 1).await;
         sim.set_faults(FaultConfig::default());
     });
     assert!(op.succeeded(), "{op:#?}");
+    assert!(env.sim.fault_counts().throttled >= 1);
     assert!(get(&env, "v1", "ConfigMap", "default", "throttled")
         .await
         .is_some());
