@@ -164,3 +164,74 @@ fn ten_thousand_apps_then_small_commits() {
         last = change.id;
     }
 }
+
+#[test]
+fn commit_files_writes_and_removes_arbitrary_paths() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let spec = FixtureSpec {
+        apps: 4,
+        resources_per_app: 2,
+        ..FixtureSpec::default()
+    };
+    let mut fixture = Fixture::create(root.path(), "apps.git", spec).expect("fixture");
+    let before = fixture.head().expect("head");
+    let change = fixture
+        .commit_files(
+            &[
+                (
+                    "apps/app-2/bad.yaml",
+                    Some(b"kind: [unterminated".as_slice()),
+                ),
+                ("apps/app-3/cm-1.yaml", None),
+            ],
+            "break app-2, drop a ConfigMap of app-3",
+        )
+        .expect("commit");
+    assert_eq!(change.parent, before);
+    assert_eq!(
+        change.modified,
+        vec!["apps/app-2/bad.yaml", "apps/app-3/cm-1.yaml"]
+    );
+    let repo = git2::Repository::open_bare(fixture.path()).expect("open");
+    let tree = repo
+        .find_commit(git2::Oid::from_str(&change.id).expect("oid"))
+        .expect("commit")
+        .tree()
+        .expect("tree");
+    let bad = tree
+        .get_path(std::path::Path::new("apps/app-2/bad.yaml"))
+        .expect("written");
+    assert_eq!(
+        repo.find_blob(bad.id()).expect("blob").content(),
+        b"kind: [unterminated"
+    );
+    assert!(
+        tree.get_path(std::path::Path::new("apps/app-3/cm-1.yaml"))
+            .is_err(),
+        "removed"
+    );
+    assert!(
+        tree.get_path(std::path::Path::new("apps/app-3/cm-0.yaml"))
+            .is_ok(),
+        "sibling kept"
+    );
+    for i in [0usize, 1] {
+        let path = Fixture::app_path(i);
+        assert_eq!(
+            tree_of(&repo, &before, &path),
+            tree_of(&repo, &change.id, &path),
+            "app {i} untouched"
+        );
+    }
+    for bad_path in ["../x", "apps//x", ".git/config", ""] {
+        let err = fixture
+            .commit_files(&[(bad_path, Some(b"x".as_slice()))], "bad")
+            .expect_err(bad_path);
+        assert!(matches!(err, FixtureError::Spec(_)), "{err}");
+    }
+    assert_eq!(
+        fixture.head().expect("head"),
+        change.id,
+        "refused commits leave main alone"
+    );
+}

@@ -108,7 +108,6 @@ pub struct Fixture {
     path: PathBuf,
     spec: FixtureSpec,
     generations: Vec<u64>,
-    commits: u64,
 }
 
 const BRANCH: &str = "refs/heads/main";
@@ -203,7 +202,6 @@ impl Fixture {
             path,
             spec,
             generations,
-            commits: 0,
         })
     }
 
@@ -303,7 +301,67 @@ impl Fixture {
             .repo
             .commit(Some(BRANCH), &sig, &sig, message, &tree, &[&parent])
             .map_err(g("commit"))?;
-        self.commits += 1;
+        Ok(CommitOutcome {
+            id: id.to_string(),
+            parent: parent_id.to_string(),
+            modified,
+            committed_at: SystemTime::now(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Commit arbitrary file changes: `Some(content)` writes the file at that path, `None`
+    /// removes it (e.g. a malformed manifest in one app, or a new app directory). Work is
+    /// proportional to the number of files.
+    pub fn commit_files(
+        &mut self,
+        files: &[(&str, Option<&[u8]>)],
+        message: &str,
+    ) -> Result<CommitOutcome, FixtureError> {
+        let started = Instant::now();
+        let path = self.path.clone();
+        let g = |what: &'static str| {
+            let path = path.clone();
+            move |source| FixtureError::Git { path, what, source }
+        };
+        let parent_id = self.head_oid()?;
+        let parent = self.repo.find_commit(parent_id).map_err(g("find head"))?;
+        let base = parent.tree().map_err(g("head tree"))?;
+        let mut update = TreeUpdateBuilder::new();
+        let mut modified = Vec::with_capacity(files.len());
+        for (file, content) in files {
+            let file = file.trim_matches('/');
+            if file.is_empty()
+                || file
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == ".." || c == ".git")
+            {
+                return Err(FixtureError::Spec(format!(
+                    "file path {file:?} is not a plain relative path"
+                )));
+            }
+            match content {
+                Some(bytes) => {
+                    let blob = self.repo.blob(bytes).map_err(g("blob"))?;
+                    update.upsert(file, blob, FileMode::Blob);
+                }
+                None => {
+                    update.remove(file);
+                }
+            }
+            modified.push(file.to_string());
+        }
+        modified.sort();
+        modified.dedup();
+        let tree_id = update
+            .create_updated(&self.repo, &base)
+            .map_err(g("update tree"))?;
+        let tree = self.repo.find_tree(tree_id).map_err(g("find tree"))?;
+        let sig = signature().map_err(g("signature"))?;
+        let id = self
+            .repo
+            .commit(Some(BRANCH), &sig, &sig, message, &tree, &[&parent])
+            .map_err(g("commit"))?;
         Ok(CommitOutcome {
             id: id.to_string(),
             parent: parent_id.to_string(),
