@@ -110,9 +110,9 @@ async fn main() -> anyhow::Result<()> {
         let apps = (0..n)
             .map(|i| app(&format!("{dir}-{i}"), &url, &format!("{dir}/app-{i}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let sources = Arc::new(SourceCache::new(SourceConfig::new(
-            tmp.path().join(format!("mirrors-{dir}")),
-        ))?);
+        let mut config = SourceConfig::new(tmp.path().join(format!("mirrors-{dir}")));
+        config.allow_local = true;
+        let sources = Arc::new(SourceCache::new(config)?);
         let mut settings = RenderSettings::discover();
         if let Ok(p) = std::env::var("PATH") {
             settings.tool_path = p;

@@ -11,6 +11,7 @@ use support::{cm, git, Repo};
 fn cache(dir: &std::path::Path, creds: Credentials) -> SourceCache {
     let mut c = SourceConfig::new(dir.join("mirrors"));
     c.credentials = creds;
+    c.allow_local = true;
     SourceCache::new(c).expect("cache")
 }
 

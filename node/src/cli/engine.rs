@@ -118,6 +118,7 @@ async fn load(t: &TargetArgs) -> anyhow::Result<Loaded> {
         .unwrap_or_else(|| std::env::temp_dir().join("flotilla-repos"));
     let mut config = SourceConfig::new(cache_dir);
     config.credentials = creds;
+    config.allow_local = true;
     let renderer = Renderer::new(
         Arc::new(SourceCache::new(config)?),
         RenderSettings::discover(),

@@ -71,6 +71,7 @@ pub async fn run(args: &RenderArgs, out: &mut impl std::io::Write) -> anyhow::Re
     }
     let mut config = SourceConfig::new(args.cache_dir.clone().unwrap_or_else(default_cache_dir));
     config.credentials = creds;
+    config.allow_local = true;
     if let Some(k) = &args.known_hosts {
         let t = std::fs::read_to_string(k).with_context(|| format!("read {}", k.display()))?;
         config.known_hosts = Some(KnownHosts::parse(&t));

@@ -68,6 +68,14 @@ pub enum SourceError {
     /// A blocking task panicked or was cancelled.
     #[error("git task failed: {0}")]
     Task(String),
+    /// The repository URL is not allowed or not understood.
+    #[error("repository URL {url:?} refused: {reason}")]
+    Refused {
+        /// The URL, with any user-info removed.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 pub(crate) fn git_err(context: impl Into<String>) -> impl FnOnce(git2::Error) -> SourceError {
@@ -89,13 +97,56 @@ pub fn normalize_url(url: &str) -> String {
     }
 }
 
-/// Whether a repository URL names a local path (absolute, relative or `file://`).
+/// Whether a repository URL names a local path: `file://`, absolute, or starting with
+/// `./` or `../`. A URL with no scheme such as `github.com/x/y` is not local (see
+/// [`check_url`]).
 pub fn is_local(url: &str) -> bool {
+    let url = url.trim();
     url.starts_with("file://")
         || url.starts_with('/')
         || url.starts_with("./")
         || url.starts_with("../")
-        || !(url.contains("://") || looks_scp(url))
+}
+
+/// Check that a repository URL may be fetched: remote URLs (`scheme://` or `user@host:path`)
+/// always, local paths only when `allow_local` is set; anything else (a URL without a scheme
+/// such as `github.com/x/y`) is refused, as Argo CD does not guess a scheme either.
+pub fn check_url(url: &str, allow_local: bool) -> Result<(), SourceError> {
+    let u = url.trim();
+    let refused = |reason: &str| SourceError::Refused {
+        url: redact_url(u),
+        reason: reason.to_string(),
+    };
+    if is_local(u) {
+        if allow_local {
+            return Ok(());
+        }
+        return Err(refused(
+            "local paths and file:// URLs are not allowed for Applications \
+             (they could read any repository on this node's disk)",
+        ));
+    }
+    if u.contains("://") || looks_scp(u) {
+        return Ok(());
+    }
+    Err(refused(
+        "no scheme; write https://, ssh:// or user@host:path \
+         (or ./path or an absolute path for a local repository where allowed)",
+    ))
+}
+
+/// A repository URL with any user-info (`user:password@`) removed, for logs and errors.
+/// SCP-like URLs (`git@host:path`) keep their user name, which is not a secret.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}://{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_string(),
+    }
 }
 
 fn looks_scp(url: &str) -> bool {
@@ -117,6 +168,10 @@ pub struct SourceConfig {
     pub credentials: Credentials,
     /// SSH known hosts; when `None`, SSH host keys are refused unless the repository is insecure.
     pub known_hosts: Option<KnownHosts>,
+    /// Allow local paths and `file://` URLs (off by default: whoever can write an
+    /// Application could otherwise read any repository on the node's disk). The CLI turns
+    /// it on, since its user renders their own files.
+    pub allow_local: bool,
 }
 
 impl SourceConfig {
@@ -127,6 +182,7 @@ impl SourceConfig {
             max_parallel_fetches: 4,
             credentials: Credentials::default(),
             known_hosts: None,
+            allow_local: false,
         }
     }
 }
@@ -207,10 +263,12 @@ impl SourceCache {
         self.config.cache_dir.join(format!("{hex}.git"))
     }
 
-    fn mirror(&self, url: &str) -> Arc<Mirror> {
+    fn mirror(&self, url: &str) -> Result<Arc<Mirror>, SourceError> {
+        check_url(url, self.config.allow_local)?;
         let key = normalize_url(url);
         let mut map = self.mirrors.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key)
+        Ok(map
+            .entry(key)
             .or_insert_with(|| {
                 Arc::new(Mirror {
                     url: fetch_url(url),
@@ -219,13 +277,13 @@ impl SourceCache {
                     generation: AtomicU64::new(0),
                 })
             })
-            .clone()
+            .clone())
     }
 
     /// Fetch a repository into its mirror. A caller that arrives while a fetch of the same
     /// repository is running waits for it and returns its result instead of fetching again.
     pub async fn fetch(&self, url: &str) -> Result<(), SourceError> {
-        let mirror = self.mirror(url);
+        let mirror = self.mirror(url)?;
         let seen = mirror.generation.load(Ordering::Acquire);
         let _guard = mirror.lock.lock().await;
         if mirror.generation.load(Ordering::Acquire) != seen {
@@ -257,7 +315,7 @@ impl SourceCache {
         revision: &str,
         freshness: Freshness,
     ) -> Result<Resolved, SourceError> {
-        let mirror = self.mirror(url);
+        let mirror = self.mirror(url)?;
         if freshness == Freshness::Cached && mirror.path.join("HEAD").exists() {
             let (path, rev, u) = (mirror.path.clone(), revision.to_string(), url.to_string());
             let found = blocking(move || {
@@ -336,7 +394,7 @@ impl SourceCache {
         E: From<SourceError> + Send + 'static,
         F: FnOnce(&git2::Repository) -> Result<T, E> + Send + 'static,
     {
-        let mirror = self.mirror(url);
+        let mirror = self.mirror(url)?;
         let (path, u) = (mirror.path.clone(), url.to_string());
         match tokio::task::spawn_blocking(move || {
             let repo = open_cached(&path, &u)?;
@@ -351,6 +409,7 @@ impl SourceCache {
 
     /// Open a mirror synchronously (for code already on a blocking thread).
     pub fn open_repo(&self, url: &str) -> Result<git2::Repository, SourceError> {
+        check_url(url, self.config.allow_local)?;
         open(&self.mirror_path(url), url)
     }
 }
@@ -421,8 +480,63 @@ mod tests {
         );
         assert_eq!(normalize_url("/tmp/Repo"), "/tmp/Repo");
         assert!(is_local("file:///tmp/x"));
-        assert!(is_local("relative/dir"));
+        assert!(!is_local("relative/dir"));
+        assert!(!is_local("github.com/x/y"));
         assert!(!is_local("git@github.com:org/repo.git"));
         assert!(!is_local("https://h/r"));
+    }
+
+    #[test]
+    fn local_urls_need_the_flag_and_schemeless_urls_are_refused() {
+        for local in ["/srv/mirrors/x.git", "file:///srv/x", "./repo", "../repo"] {
+            let err = check_url(local, false).expect_err(local).to_string();
+            assert!(err.contains(local) && err.contains("not allowed"), "{err}");
+            check_url(local, true).expect(local);
+        }
+        for bad in ["github.com/x/y", "repo"] {
+            for allow in [false, true] {
+                let err = check_url(bad, allow).expect_err(bad).to_string();
+                assert!(err.contains(bad) && err.contains("no scheme"), "{err}");
+            }
+        }
+        for remote in [
+            "https://h/r",
+            "ssh://git@h/r",
+            "git@github.com:org/repo.git",
+        ] {
+            check_url(remote, false).expect(remote);
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_refuses_local_repositories_by_default() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let repo = tmp.path().join("other-app-mirror");
+        git2::Repository::init_bare(&repo).expect("init");
+        let url = repo.display().to_string();
+        let cache = SourceCache::new(SourceConfig::new(tmp.path().join("mirrors"))).expect("c");
+        let err = cache
+            .fetch(&url)
+            .await
+            .expect_err("local path must be refused");
+        assert!(matches!(err, SourceError::Refused { .. }), "{err}");
+        assert!(cache.open_repo(&url).is_err());
+        let mut config = SourceConfig::new(tmp.path().join("mirrors2"));
+        config.allow_local = true;
+        let cache = SourceCache::new(config).expect("c");
+        cache.fetch(&url).await.expect("allowed when configured");
+    }
+
+    #[test]
+    fn redacts_user_info() {
+        assert_eq!(
+            redact_url("https://user:tok@example.com/o/r.git"),
+            "https://example.com/o/r.git"
+        );
+        assert_eq!(
+            redact_url("https://example.com/a@b"),
+            "https://example.com/a@b"
+        );
+        assert_eq!(redact_url("git@github.com:o/r"), "git@github.com:o/r");
     }
 }

@@ -122,6 +122,7 @@ pub fn settings() -> RenderSettings {
 pub fn renderer(dir: &Path, creds: Credentials, settings: RenderSettings) -> Renderer {
     let mut config = SourceConfig::new(dir.join("mirrors"));
     config.credentials = creds;
+    config.allow_local = true;
     let sources = Arc::new(SourceCache::new(config).expect("source cache"));
     Renderer::new(sources, settings).expect("renderer")
 }
