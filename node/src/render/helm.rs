@@ -257,47 +257,150 @@ pub async fn pull(
 ) -> Result<PathBuf, RenderError> {
     let dest = work.join("chart");
     std::fs::create_dir_all(&dest).map_err(io_err("create chart directory"))?;
-    let what = format!("helm pull {chart} --repo {url}");
-    let mut run = helm_run(settings, work, work, what)?;
-    run.arg("pull")
-        .arg(chart)
-        .arg("--repo")
-        .arg(url)
-        .arg("--untar")
-        .arg("--untardir")
-        .arg(&dest);
-    if !version.is_empty() && version != "*" && version != "HEAD" {
-        run.arg("--version").arg(version);
+    for run in pull_runs(
+        settings,
+        work,
+        url,
+        chart,
+        version,
+        cred,
+        pass_credentials,
+        &dest,
+    )? {
+        run.run().await?;
     }
-    if let Some(c) = cred {
-        if let (Some(u), Some(p)) = (&c.username, &c.password) {
-            run.arg("--username")
-                .arg(u)
-                .arg("--password")
-                .arg(p.expose());
-        }
-        if c.insecure {
-            run.arg("--insecure-skip-tls-verify");
-        }
-    }
-    if pass_credentials {
-        run.arg("--pass-credentials");
-    }
-    run.run().await?;
     let name = chart.rsplit('/').next().unwrap_or(chart);
     let dir = dest.join(name);
     if !dir.join("Chart.yaml").is_file() {
         return Err(RenderError::Invalid {
             path: "chart".into(),
-            message: format!("helm pull of {chart} from {url} produced no chart directory {name}"),
+            message: format!(
+                "helm pull of {chart} from {} produced no chart directory {name}",
+                crate::source::redact_url(url)
+            ),
         });
     }
     Ok(dir)
 }
 
+/// Name of the chart repository entry written for a pull with credentials.
+const PULL_REPO: &str = "flotilla-pull";
+
+/// The helm runs of a pull. Without credentials: one `helm pull --repo`. With credentials:
+/// they go into a `repositories.yaml` (mode 0600) in this render's Helm config home, never
+/// on a command line, and the pull is `helm repo update` then `helm pull <entry>/<chart>`.
+#[allow(clippy::too_many_arguments)]
+fn pull_runs(
+    settings: &RenderSettings,
+    work: &Path,
+    url: &str,
+    chart: &str,
+    version: &str,
+    cred: Option<&RepoCredential>,
+    pass_credentials: bool,
+    dest: &Path,
+) -> Result<Vec<ToolRun>, RenderError> {
+    let shown = crate::source::redact_url(url);
+    let what = format!("helm pull {chart} --repo {shown}");
+    let mut runs = Vec::new();
+    let mut run = helm_run(settings, work, work, what.clone())?;
+    let login = cred.and_then(|c| Some((c.username.as_ref()?, c.password.as_ref()?)));
+    let insecure = cred.is_some_and(|c| c.insecure);
+    run.arg("pull");
+    if let Some((user, password)) = login {
+        let entry = serde_json::json!({
+            "apiVersion": "",
+            "generated": "0001-01-01T00:00:00Z",
+            "repositories": [{
+                "name": PULL_REPO,
+                "url": url,
+                "username": user,
+                "password": password.expose(),
+                "insecure_skip_tls_verify": insecure,
+                "pass_credentials_all": pass_credentials,
+            }],
+        });
+        let file = work.join("helm/config/repositories.yaml");
+        write_private(&file, entry.to_string().as_bytes())?;
+        let mut update = helm_run(settings, work, work, format!("helm repo update ({shown})"))?;
+        update.arg("repo").arg("update").arg(PULL_REPO);
+        runs.push(update);
+        run.arg(format!("{PULL_REPO}/{chart}"));
+    } else {
+        run.arg(chart).arg("--repo").arg(url);
+        if insecure {
+            run.arg("--insecure-skip-tls-verify");
+        }
+        if pass_credentials {
+            run.arg("--pass-credentials");
+        }
+    }
+    run.arg("--untar").arg("--untardir").arg(dest);
+    if !version.is_empty() && version != "*" && version != "HEAD" {
+        run.arg("--version").arg(version);
+    }
+    runs.push(run);
+    Ok(runs)
+}
+
+/// Write a file readable only by its owner.
+fn write_private(path: &Path, data: &[u8]) -> Result<(), RenderError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let ctx = || format!("write {}", path.display());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(ctx()))?;
+    f.write_all(data).map_err(io_err(ctx()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Credentials;
+
+    #[test]
+    fn chart_repository_passwords_never_reach_the_command_line() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut creds = Credentials::default();
+        creds
+            .add_yaml(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: r\n  labels:\n    \
+                 argocd.argoproj.io/secret-type: repository\nstringData:\n  type: helm\n  \
+                 url: https://charts.example.com\n  username: u\n  password: hunter2\n",
+            )
+            .expect("secret");
+        let cred = creds.for_repo("https://charts.example.com");
+        assert!(cred.is_some());
+        let mut settings = RenderSettings::discover();
+        settings.helm = Some(PathBuf::from("/bin/false"));
+        let dest = tmp.path().join("chart");
+        let runs = pull_runs(
+            &settings,
+            tmp.path(),
+            "https://charts.example.com",
+            "web",
+            "1.0.0",
+            cred,
+            false,
+            &dest,
+        )
+        .expect("runs");
+        for run in &runs {
+            let argv = format!("{:?}", run.args);
+            assert!(!argv.contains("hunter2"), "{argv}");
+        }
+        let file = tmp.path().join("helm/config/repositories.yaml");
+        let text = std::fs::read_to_string(&file).expect("repositories.yaml");
+        assert!(text.contains("hunter2"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     #[test]
     fn set_values_escape_commas_like_argo_cd() {

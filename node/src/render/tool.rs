@@ -11,8 +11,11 @@ use super::RenderError;
 /// Bytes of stderr kept for error messages.
 const STDERR_KEEP: usize = 16 << 10;
 
-/// One tool invocation.
-#[derive(Debug)]
+/// Flags whose value is a secret: their value is redacted in `Debug` output.
+const SECRET_FLAGS: &[&str] = &["--password", "--username", "--token", "--access-token"];
+
+/// One tool invocation. Its `Debug` redacts the values of [`SECRET_FLAGS`] and of
+/// arguments added with [`ToolRun::secret_arg`], and prints only environment names.
 pub(crate) struct ToolRun {
     /// Program to execute (never a shell).
     pub program: PathBuf,
@@ -28,6 +31,46 @@ pub(crate) struct ToolRun {
     pub limit: usize,
     /// How to name the run in errors (no secrets).
     pub what: String,
+    /// Indexes into `args` of secret arguments.
+    secret: Vec<usize>,
+}
+
+impl ToolRun {
+    /// The arguments as shown in `Debug`: secret values replaced by `<redacted>`.
+    fn shown_args(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.args.len());
+        let mut after_flag = false;
+        for (i, a) in self.args.iter().enumerate() {
+            let a = a.to_string_lossy();
+            let flag = SECRET_FLAGS
+                .iter()
+                .find(|f| a.as_ref() == **f || a.starts_with(&format!("{f}=")));
+            let bare = flag.is_some_and(|f| a.as_ref() == *f);
+            if after_flag || self.secret.contains(&i) {
+                out.push("<redacted>".to_string());
+            } else if let Some(f) = flag.filter(|f| a.len() > f.len()) {
+                out.push(format!("{f}=<redacted>"));
+            } else {
+                out.push(a.into_owned());
+            }
+            after_flag = bare;
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for ToolRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolRun")
+            .field("program", &self.program)
+            .field("args", &self.shown_args())
+            .field("cwd", &self.cwd)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .field("limit", &self.limit)
+            .field("what", &self.what)
+            .finish()
+    }
 }
 
 impl ToolRun {
@@ -50,7 +93,15 @@ impl ToolRun {
             timeout: Duration::from_secs(90),
             limit: 64 << 20,
             what: what.into(),
+            secret: Vec::new(),
         }
+    }
+
+    /// Append an argument that `Debug` must not show.
+    #[allow(dead_code)]
+    pub fn secret_arg(&mut self, a: impl Into<OsString>) -> &mut Self {
+        self.secret.push(self.args.len());
+        self.arg(a)
     }
 
     /// Append an argument.
@@ -188,6 +239,28 @@ async fn read_tail(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_redacts_secret_arguments_and_environment_values() {
+        let mut t = run(&[
+            "--username",
+            "alice",
+            "--password",
+            "hunter2",
+            "--token=tok",
+        ]);
+        t.secret_arg("marked-secret").arg("--plain").arg("shown");
+        t.env("SECRET_ENV", "envvalue");
+        let shown = format!("{t:?}");
+        for secret in ["alice", "hunter2", "tok\"", "marked-secret", "envvalue"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("--password") && shown.contains("shown"),
+            "{shown}"
+        );
+        assert!(shown.contains("SECRET_ENV"), "{shown}");
+    }
 
     fn run(args: &[&str]) -> ToolRun {
         let dir = std::env::temp_dir();

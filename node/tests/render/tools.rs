@@ -279,6 +279,68 @@ async fn helm_chart_from_a_chart_repository() {
 }
 
 #[tokio::test]
+async fn helm_chart_from_a_chart_repository_with_basic_auth() {
+    let Some(helm) = support::helm() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = Repo::init(&tmp.path().join("src"));
+    write_chart(&src, "web");
+    let srv = tmp.path().join("srv");
+    std::fs::create_dir_all(&srv).expect("mkdir");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&helm)
+            .args(args)
+            .env("HOME", tmp.path())
+            .output()
+            .expect("helm runs");
+        assert!(out.status.success(), "helm {args:?}");
+    };
+    run(&[
+        "package",
+        &src.dir.join("web").to_string_lossy(),
+        "-d",
+        &srv.to_string_lossy(),
+    ]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    run(&["repo", "index", &srv.to_string_lossy(), "--url", &url]);
+    let _server = support::http::serve_on(
+        listener,
+        support::http::Route::Static(srv),
+        Some(("chartuser", "s3cret-pw")),
+    );
+    let secret = |pw: &str| {
+        let mut creds = Credentials::default();
+        creds
+            .add_yaml(&format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: charts\n  labels:\n    \
+                 argocd.argoproj.io/secret-type: repository\nstringData:\n  type: helm\n  \
+                 url: {url}\n  username: chartuser\n  password: {pw}\n"
+            ))
+            .expect("secret");
+        creds
+    };
+    let a = app(&app_yaml(
+        "authrepo",
+        &format!("repoURL: {url}\nchart: web\ntargetRevision: 0.1.0\nhelm:\n  parameters: [{{name: color, value: authed}}]"),
+    ));
+    let r = renderer(&tmp.path().join("good"), secret("s3cret-pw"), settings());
+    let out = r
+        .render(&a, Freshness::Fetch)
+        .await
+        .expect("chart repository with basic auth renders");
+    assert_eq!(data(&out.manifests, "authrepo-cm", "color"), "authed");
+    let bad = renderer(&tmp.path().join("bad"), secret("wrong-pw"), settings());
+    let err = bad
+        .render(&a, Freshness::Fetch)
+        .await
+        .expect_err("wrong password");
+    assert!(!err.to_string().contains("wrong-pw"), "{err}");
+}
+
+#[tokio::test]
 async fn config_management_plugin_gets_argo_cd_environment() {
     let tmp = tempfile::tempdir().expect("tmp");
     let repo = Repo::init(&tmp.path().join("repo"));
