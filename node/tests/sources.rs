@@ -107,6 +107,26 @@ async fn concurrent_fetches_of_one_repository_are_coalesced() {
 }
 
 #[tokio::test]
+async fn errors_never_show_user_info_of_repository_urls() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("srv");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let server = support::http::serve(support::http::Route::Git(root), Some(("alice", "s3cret")));
+    let bare = server.url();
+    let host = bare.trim_start_matches("http://");
+    // A repository that does not exist, and a wrong token in the URL.
+    let url = format!("http://alice:tok-123456@{host}/missing.git");
+    let sc = cache(&tmp.path().join("c"), Credentials::default());
+    let err = sc
+        .resolve(&url, "main", Freshness::Fetch)
+        .await
+        .expect_err("missing repository");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("tok-123456"), "{shown}");
+    assert!(shown.contains(&format!("{bare}/missing.git")), "{shown}");
+}
+
+#[tokio::test]
 async fn smart_http_with_basic_auth() {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path().join("srv");

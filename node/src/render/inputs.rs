@@ -41,7 +41,7 @@ pub(crate) fn plan_git_source(
         Some(Node::Tree(id)) => id,
         _ => {
             return Err(SourceError::PathNotFound {
-                url: url.to_string(),
+                url: crate::source::redact_url(url),
                 commit: commit.to_string(),
                 path: if path.is_empty() { ".".into() } else { path },
             }

@@ -65,10 +65,11 @@ pub(super) fn fetch_blocking(
     known: Option<&KnownHosts>,
     commit: Option<&str>,
 ) -> Result<(), SourceError> {
+    let shown = super::redact_url(url);
     let repo = match Repository::open_bare(path) {
         Ok(r) => r,
         Err(_) => Repository::init_bare(path).map_err(git_err(format!(
-            "create mirror {} for {url}",
+            "create mirror {} for {shown}",
             path.display()
         )))?,
     };
@@ -130,22 +131,22 @@ pub(super) fn fetch_blocking(
         .download_tags(AutotagOption::All);
     let mut remote = repo
         .remote_anonymous(url)
-        .map_err(git_err(format!("fetch {url}")))?;
+        .map_err(git_err(format!("fetch {shown}")))?;
     if let Some(sha) = commit {
         opts.prune(FetchPrune::Off)
             .download_tags(AutotagOption::None);
         let spec = format!("+{sha}:refs/flotilla/commits/{sha}");
         return remote
             .fetch(&[spec.as_str()], Some(&mut opts), None)
-            .map_err(git_err(format!("fetch commit {sha} from {url}")));
+            .map_err(git_err(format!("fetch commit {sha} from {shown}")));
     }
     remote
         .fetch(REFSPECS, Some(&mut opts), None)
-        .map_err(git_err(format!("fetch {url}")))?;
+        .map_err(git_err(format!("fetch {shown}")))?;
     if let Ok(head) = remote.default_branch() {
         if let Ok(name) = head.as_str() {
             repo.set_head(name)
-                .map_err(git_err(format!("set HEAD of mirror of {url}")))?;
+                .map_err(git_err(format!("set HEAD of mirror of {shown}")))?;
         }
     }
     Ok(())

@@ -34,7 +34,7 @@ pub enum SourceError {
     /// The revision is not a branch, tag or commit of the repository.
     #[error("{url}: revision {revision:?} not found (not a branch, tag or commit)")]
     RevisionNotFound {
-        /// Repository URL.
+        /// Repository URL, without user-info ([`redact_url`]).
         url: String,
         /// The requested revision.
         revision: String,
@@ -42,7 +42,7 @@ pub enum SourceError {
     /// A path is not in the tree.
     #[error("{url}@{commit}: path {path:?} does not exist")]
     PathNotFound {
-        /// Repository URL.
+        /// Repository URL, without user-info ([`redact_url`]).
         url: String,
         /// Commit id.
         commit: String,
@@ -304,7 +304,7 @@ impl SourceCache {
         .map_err(|e| SourceError::Task(e.to_string()))??;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         mirror.generation.fetch_add(1, Ordering::Release);
-        tracing::debug!(url = %mirror.url, "fetched");
+        tracing::debug!(url = %redact_url(&mirror.url), "fetched");
         Ok(())
     }
 
@@ -379,9 +379,9 @@ impl SourceCache {
         .map_err(|e| SourceError::Task(e.to_string()))?;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         result.map_err(|e| {
-            tracing::debug!(%url, error = %e, "fetching a single commit failed");
+            tracing::debug!(url = %redact_url(url), error = %e, "fetching a single commit failed");
             SourceError::RevisionNotFound {
-                url: url.to_string(),
+                url: redact_url(url),
                 revision,
             }
         })
@@ -431,7 +431,8 @@ fn fetch_url(url: &str) -> String {
 }
 
 fn open(path: &Path, url: &str) -> Result<git2::Repository, SourceError> {
-    git2::Repository::open_bare(path).map_err(git_err(format!("open mirror of {url}")))
+    git2::Repository::open_bare(path)
+        .map_err(git_err(format!("open mirror of {}", redact_url(url))))
 }
 
 /// Mirrors opened on this (blocking) thread, kept open: opening a repository reads its

@@ -49,7 +49,7 @@ pub fn join_repo_path(base: &str, rel: &str) -> Result<String, SourceError> {
 /// full ref, or a full or abbreviated commit SHA.
 pub fn resolve_revision(repo: &Repository, url: &str, rev: &str) -> Result<String, SourceError> {
     let not_found = || SourceError::RevisionNotFound {
-        url: url.to_string(),
+        url: crate::source::redact_url(url),
         revision: rev.to_string(),
     };
     let rev = rev.trim();
