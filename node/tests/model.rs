@@ -253,3 +253,55 @@ fn secrets_parse_match_by_prefix_and_never_print_values() {
         "secret broken: data.url is not valid base64"
     );
 }
+
+#[test]
+fn cluster_extra_settings_and_secret_parse_errors_hide_values() {
+    let mut c = Credentials::default();
+    c.add_yaml(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: eks
+  labels:
+    argocd.argoproj.io/secret-type: cluster
+stringData:
+  server: https://eks.example.com
+  config: '{"execProviderConfig": {"command": "x", "env": {"TOKEN": "exec-SECRET"}}}'
+"#,
+    )
+    .expect("parses");
+    let shown = format!("{:?}", c.clusters);
+    assert!(!shown.contains("exec-SECRET"), "{shown}");
+    assert!(shown.contains("execProviderConfig"), "{shown}");
+
+    let numeric = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: repo\n  labels:\n    \
+                   argocd.argoproj.io/secret-type: repository\nstringData:\n  \
+                   url: https://h/r\n  password: 123456\n";
+    let err = Credentials::default()
+        .add_yaml(numeric)
+        .expect_err("numeric password")
+        .to_string();
+    assert!(!err.contains("123456"), "{err}");
+    assert!(
+        err.contains("stringData.password") && err.contains("repo"),
+        "{err}"
+    );
+
+    let bad_config = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: c\n  labels:\n    \
+                      argocd.argoproj.io/secret-type: cluster\nstringData:\n  \
+                      server: https://h\n  config: '{\"password\": 987654}'\n";
+    let err = Credentials::default()
+        .add_yaml(bad_config)
+        .expect_err("numeric password in config")
+        .to_string();
+    assert!(!err.contains("987654"), "{err}");
+    assert!(err.contains("line 1 column"), "{err}");
+
+    let bad_shape =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  labels: [\"lbl-SECRET\"]\n";
+    let err = Credentials::default()
+        .add_yaml(bad_shape)
+        .expect_err("labels must be a map")
+        .to_string();
+    assert!(!err.contains("lbl-SECRET"), "{err}");
+}

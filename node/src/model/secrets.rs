@@ -96,8 +96,9 @@ pub struct ClusterSecret {
     pub project: Option<String>,
 }
 
-/// The `config` JSON of a cluster Secret.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// The `config` JSON of a cluster Secret. Its `Debug` shows only the keys of `extra`
+/// (exec provider and AWS settings often carry credentials in their env and args).
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterConfig {
     /// Bearer token.
@@ -115,6 +116,18 @@ pub struct ClusterConfig {
     /// Other settings (exec providers, AWS auth), kept opaque.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("bearer_token", &self.bearer_token)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("tls_client_config", &self.tls_client_config)
+            .field("extra_keys", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// `config.tlsClientConfig` of a cluster Secret (PEM data base64-encoded, as in Argo CD).
@@ -145,9 +158,53 @@ struct RawSecret {
     #[serde(default)]
     metadata: RawMeta,
     #[serde(default)]
-    data: BTreeMap<String, String>,
+    data: BTreeMap<String, serde_yaml::Value>,
     #[serde(default, rename = "stringData")]
-    string_data: BTreeMap<String, String>,
+    string_data: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// A serde error message with the quoted values removed (serde quotes the offending value,
+/// e.g. "invalid type: integer `123456`"), keeping the field path and location.
+pub(crate) fn scrub_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quote: Option<char> = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push_str("<value>");
+                quote = None;
+            }
+            Some(_) => {}
+            None if c == '`' || c == '"' => quote = Some(c),
+            None => out.push(c),
+        }
+    }
+    if quote.is_some() {
+        out.push_str("<value>");
+    }
+    out
+}
+
+/// The string of a `data`/`stringData` entry; other scalars are errors that name the field.
+fn string_field(
+    name: &str,
+    map: &str,
+    k: &str,
+    v: serde_yaml::Value,
+) -> Result<String, ModelError> {
+    let kind = match v {
+        serde_yaml::Value::String(s) => return Ok(s),
+        serde_yaml::Value::Null => "null",
+        serde_yaml::Value::Bool(_) => "a boolean",
+        serde_yaml::Value::Number(_) => "a number",
+        serde_yaml::Value::Sequence(_) => "a list",
+        serde_yaml::Value::Mapping(_) => "a mapping",
+        serde_yaml::Value::Tagged(_) => "a tagged value",
+    };
+    Err(err(
+        name,
+        format!("{map}.{k} must be a string, found {kind} (quote it)"),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -178,7 +235,7 @@ fn err(name: &str, message: impl Into<String>) -> ModelError {
 pub fn parse_secret(doc: &str) -> Result<Option<ArgoSecret>, ModelError> {
     let raw: RawSecret = serde_yaml::from_str(doc).map_err(|e| ModelError::Parse {
         what: "Secret".into(),
-        message: e.to_string(),
+        message: scrub_values(&e.to_string()),
     })?;
     from_raw(raw)
 }
@@ -201,7 +258,8 @@ fn from_raw(raw: RawSecret) -> Result<Option<ArgoSecret>, ModelError> {
         None => return Ok(None),
     };
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in &raw.data {
+    for (k, v) in raw.data {
+        let v = string_field(&name, "data", &k, v)?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(v.trim())
             .map_err(|_| err(&name, format!("data.{k} is not valid base64")))?;
@@ -210,15 +268,22 @@ fn from_raw(raw: RawSecret) -> Result<Option<ArgoSecret>, ModelError> {
         fields.insert(k.clone(), s);
     }
     // stringData wins over data, as the API server merges it.
-    fields.extend(raw.string_data);
+    for (k, v) in raw.string_data {
+        let v = string_field(&name, "stringData", &k, v)?;
+        fields.insert(k, v);
+    }
     let get = |k: &str| fields.get(k).filter(|v| !v.is_empty()).cloned();
     let flag = |k: &str| get(k).is_some_and(|v| v == "true");
     match ty {
         SecretType::Cluster => {
             let server = get("server").ok_or_else(|| err(&name, "server is required"))?;
             let config = match get("config") {
-                Some(c) => serde_json::from_str(&c)
-                    .map_err(|e| err(&name, format!("config is not valid JSON: {e}")))?,
+                Some(c) => serde_json::from_str(&c).map_err(|e| {
+                    err(
+                        &name,
+                        format!("config is not valid: {}", scrub_values(&e.to_string())),
+                    )
+                })?,
                 None => ClusterConfig::default(),
             };
             Ok(Some(ArgoSecret::Cluster(ClusterSecret {
@@ -267,7 +332,7 @@ impl Credentials {
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let parse_err = |e: serde_yaml::Error| ModelError::Parse {
                 what: format!("Secret (document {})", i + 1),
-                message: e.to_string(),
+                message: scrub_values(&e.to_string()),
             };
             let value = serde_yaml::Value::deserialize(doc).map_err(parse_err)?;
             if value.is_null() {
