@@ -62,12 +62,20 @@ pub struct TlsPaths {
     pub domain: String,
 }
 
-/// Loaded TLS material.
-#[derive(Debug, Clone)]
+/// Loaded TLS material. Its `Debug` omits the identity (it holds the private key).
+#[derive(Clone)]
 pub(crate) struct TlsMaterial {
     pub ca: Certificate,
     pub identity: Identity,
     pub domain: String,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsMaterial {
@@ -87,12 +95,27 @@ impl TlsMaterial {
 }
 
 /// Cached channels to peers, shared by Raft replication and proposal forwarding.
-#[derive(Debug)]
 pub(crate) struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
     tls: Option<TlsMaterial>,
     connect_timeout: Duration,
     rpc_timeout: Duration,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let peers: Vec<String> = self
+            .channels
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_struct("Peers")
+            .field("peers", &peers)
+            .field("tls", &self.tls)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("rpc_timeout", &self.rpc_timeout)
+            .finish()
+    }
 }
 
 impl Peers {
@@ -347,5 +370,46 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             c.transfer_leader(r).await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_private_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ca_key = rcgen::KeyPair::generate().expect("ca key");
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("ca params")
+            .self_signed(&ca_key)
+            .expect("ca");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["m".to_string()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("cert");
+        let paths = TlsPaths {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+            domain: "m".into(),
+        };
+        std::fs::write(&paths.ca, ca.pem()).expect("write");
+        std::fs::write(&paths.cert, cert.pem()).expect("write");
+        std::fs::write(&paths.key, key.serialize_pem()).expect("write");
+        let material = TlsMaterial::load(&paths).expect("load");
+        let identity = format!("{:?}", material.identity);
+        let peers = Peers::new(
+            Some(material.clone()),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        for shown in [format!("{material:?}"), format!("{peers:?}")] {
+            assert!(!shown.contains(&identity), "{shown}");
+            assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+            assert!(shown.contains("domain"), "{shown}");
+        }
     }
 }
