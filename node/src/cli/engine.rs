@@ -268,6 +268,7 @@ pub async fn run_sync(args: &SyncArgs, out: &mut impl std::io::Write) -> anyhow:
         poll_interval: Duration::from_millis(500),
         retry,
         ignore: &diff.ignore,
+        cancel: None,
     };
     let request = SyncRequest {
         prune: args.prune,

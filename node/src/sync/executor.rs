@@ -17,6 +17,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Errors that stop a sync before it starts.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,32 @@ pub struct SyncContext<'a> {
     pub retry: Option<Retry>,
     /// The app's `ignoreDifferences` rules, kept on apply under `RespectIgnoreDifferences`.
     pub ignore: &'a [IgnoreRule],
+    /// Cancelled when the node shuts down: retry backoffs and health/hook waits stop and
+    /// the operation fails with [`CANCELLED`]. `None` never cancels.
+    pub cancel: Option<&'a CancellationToken>,
+}
+
+/// Message of an operation stopped by [`SyncContext::cancel`].
+pub const CANCELLED: &str = "sync cancelled: the node is shutting down";
+
+impl SyncContext<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// Sleep `d`; `Err` with [`CANCELLED`] as soon as the context is cancelled.
+    async fn pause(&self, d: Duration) -> Result<(), String> {
+        match self.cancel {
+            Some(c) => tokio::select! {
+                _ = c.cancelled() => Err(CANCELLED.to_string()),
+                _ = tokio::time::sleep(d) => Ok(()),
+            },
+            None => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+        }
+    }
 }
 
 fn phase_name(p: Phase) -> &'static str {
@@ -108,12 +135,26 @@ pub async fn execute(sync_plan: &SyncPlan, ctx: &SyncContext<'_>) -> OperationRe
                 op.message = "successfully synced (all tasks run)".into();
                 break;
             }
+            Err(message) if ctx.cancelled() => {
+                op.phase = OperationPhase::Failed;
+                op.message = if message == CANCELLED {
+                    message
+                } else {
+                    format!("{CANCELLED} (last error: {message})")
+                };
+                break;
+            }
             Err(message) => {
                 let delay = ctx.retry.and_then(|r| r.delay(op.attempts));
                 match delay {
                     Some(d) => {
                         tracing::info!(app = ctx.app, attempt = op.attempts, %message, ?d, "sync failed; retrying");
-                        tokio::time::sleep(d).await;
+                        if ctx.pause(d).await.is_err() {
+                            op.phase = OperationPhase::Failed;
+                            op.message =
+                                format!("{CANCELLED} (while waiting to retry after: {message})");
+                            break;
+                        }
                     }
                     None => {
                         op.phase = OperationPhase::Failed;
@@ -510,7 +551,7 @@ async fn delete_and_wait(ctx: &SyncContext<'_>, obj: &Value) -> Result<(), Strin
     loop {
         match get_live(ctx.cluster, obj).await {
             Ok(None) => return Ok(()),
-            Ok(Some(_)) if Instant::now() < deadline => tokio::time::sleep(ctx.poll_interval).await,
+            Ok(Some(_)) if Instant::now() < deadline => ctx.pause(ctx.poll_interval).await?,
             Ok(Some(_)) => return Err("the previous hook run was not deleted in time".into()),
             Err(e) => return Err(e.to_string()),
         }
@@ -600,7 +641,14 @@ async fn wait_step(
             ));
         }
         pending = still;
-        tokio::time::sleep(ctx.poll_interval).await;
+        if let Err(e) = ctx.pause(ctx.poll_interval).await {
+            for p in &pending {
+                let r = &mut results[p.result];
+                r.status = ResultCode::SyncFailed;
+                r.message = CANCELLED.to_string();
+            }
+            return Err(e);
+        }
     }
 }
 

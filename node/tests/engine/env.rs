@@ -63,6 +63,7 @@ pub struct Sync<'a> {
     pub tracking: Tracking,
     pub step_timeout: Duration,
     pub namespace_metadata: Option<Value>,
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl<'a> Sync<'a> {
@@ -82,6 +83,7 @@ impl<'a> Sync<'a> {
             tracking: Tracking::Label,
             step_timeout: Duration::from_secs(20),
             namespace_metadata: None,
+            cancel: None,
         }
     }
 
@@ -105,6 +107,7 @@ impl<'a> Sync<'a> {
             poll_interval: Duration::from_millis(50),
             retry: self.retry,
             ignore: &self.diff.ignore,
+            cancel: self.cancel.as_ref(),
         };
         let (op, _) = sync_app(&ctx, desired, &self.request, &self.diff)
             .await

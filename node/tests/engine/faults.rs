@@ -2,6 +2,7 @@
 use crate::env::{cm, docs, get, start, Sync};
 use flotilla_loadtest::simcluster::FaultConfig;
 use flotilla_node::clusters::ConnectionStatus;
+use flotilla_node::sync::executor::CANCELLED;
 use flotilla_node::sync::options::Retry;
 use flotilla_node::sync::result::OperationPhase;
 use std::time::Duration;
@@ -43,6 +44,7 @@ async fn sync_retries_after_injected_500s() {
         poll_interval: Duration::from_millis(50),
         retry: None,
         ignore: &[],
+        cancel: None,
     };
     let err = flotilla_node::sync::executor::sync_app(&ctx, &desired, &s.request, &s.diff).await;
     assert!(err.is_err(), "listing live state fails under 500s");
@@ -130,4 +132,90 @@ async fn cluster_offline_then_back() {
     env.sim.set_offline(false);
     assert!(s.compare(&env, &desired).await.in_sync());
     assert_eq!(env.cluster.status(), ConnectionStatus::Connected);
+}
+
+#[tokio::test]
+async fn shutdown_cancels_health_waits_and_retry_backoff() {
+    let env = start().await;
+    env.cluster.kinds().await.expect("discovery");
+    let token = tokio_util::sync::CancellationToken::new();
+
+    tracing::info!("a resource that stays Progressing: the health wait ends on cancel");
+    let mut s = Sync::new("cancelwait");
+    s.custom.insert(
+        "",
+        "ConfigMap",
+        "hs = {}\nhs.status = 'Progressing'\nhs.message = 'never ready'\nreturn hs",
+    );
+    s.step_timeout = Duration::from_secs(600);
+    s.cancel = Some(token.clone());
+    let desired = docs(&cm("forever", "1"));
+    let run = async {
+        tokio::join!(s.run(&env, &desired), async {
+            loop {
+                if get(&env, "v1", "ConfigMap", "default", "forever")
+                    .await
+                    .is_some()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            token.cancel();
+        })
+    };
+    let (op, ()) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the cancelled health wait ends");
+    assert_eq!(op.phase, OperationPhase::Failed, "{op:#?}");
+    assert!(op.message.contains(CANCELLED), "{op:#?}");
+
+    tracing::info!("a failing sync with a long backoff: the backoff ends on cancel");
+    let token = tokio_util::sync::CancellationToken::new();
+    let plan = flotilla_node::sync::plan::plan(&flotilla_node::sync::plan::PlanInput {
+        desired: &docs(&cm("backoff", "1")),
+        ..Default::default()
+    })
+    .expect("plan");
+    let custom = flotilla_node::health::lua::Customizations::none();
+    let ctx = flotilla_node::sync::executor::SyncContext {
+        cluster: &env.cluster,
+        app: "cancelretry",
+        namespace: "default",
+        tracking: Default::default(),
+        customizations: &custom,
+        dry_run: false,
+        create_namespace: false,
+        namespace_metadata: None,
+        revision: "r",
+        step_timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(50),
+        retry: Some(Retry {
+            limit: 100,
+            duration: Duration::from_secs(600),
+            factor: 1.0,
+            max_duration: Duration::from_secs(600),
+        }),
+        ignore: &[],
+        cancel: Some(&token),
+    };
+    let sim = &env.sim;
+    let before = sim.fault_counts().errors;
+    sim.set_faults(FaultConfig {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    let run = async {
+        tokio::join!(flotilla_node::sync::executor::execute(&plan, &ctx), async {
+            wait_until("an injected 500", || sim.fault_counts().errors > before).await;
+            token.cancel();
+        })
+    };
+    let (op, ()) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the cancelled backoff ends");
+    sim.set_faults(FaultConfig::default());
+    assert_eq!(op.phase, OperationPhase::Failed, "{op:#?}");
+    assert!(op.message.contains(CANCELLED), "{op:#?}");
+    assert_eq!(op.attempts, 1, "{op:#?}");
 }
