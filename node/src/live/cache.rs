@@ -5,9 +5,10 @@
 //! Each watch is kube-runtime's `watcher`, which lists, then watches from the list's
 //! resourceVersion, and lists again when the server says the version is too old (410); a
 //! relist replaces the kind's objects wholesale, so deletions missed while disconnected
-//! disappear. Watch errors set the cluster's [`ConnectionStatus`]. Changes are announced on
-//! a bounded channel (for self-heal triggers); when it is full, announcements are dropped,
-//! since the cache itself stays correct and consumers resync periodically.
+//! disappear. Watch errors set the cluster's [`ConnectionStatus`]. Changes are announced (for
+//! self-heal triggers) through a [`ChangeReceiver`] that coalesces them per (cluster, app):
+//! an app with changes not yet received is queued once, so the queue is bounded by the
+//! number of apps and no app misses a reconcile.
 
 use super::{Tracking, INSTANCE_LABEL};
 use crate::clusters::{discovery::Kind, Cluster, ClusterError, ConnectionStatus};
@@ -16,9 +17,11 @@ use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +34,88 @@ pub struct Change {
     pub app: String,
     /// The object.
     pub key: ResourceKey,
+}
+
+/// Apps with changes not yet received, oldest first, and the latest changed key of each.
+#[derive(Default)]
+struct Dirty {
+    order: VecDeque<(String, String)>,
+    latest: HashMap<(String, String), ResourceKey>,
+}
+
+#[derive(Default)]
+struct ChangeQueue {
+    dirty: Mutex<Dirty>,
+    wakeup: Notify,
+    senders: AtomicUsize,
+}
+
+/// The sending side of change announcements (held by the cache and its watches).
+struct ChangeSender(Arc<ChangeQueue>);
+
+impl ChangeSender {
+    fn announce(&self, cluster: &str, app: String, key: ResourceKey) {
+        let id = (cluster.to_string(), app);
+        let mut d = self.0.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        if d.latest.insert(id.clone(), key).is_none() {
+            d.order.push_back(id);
+        }
+        drop(d);
+        self.0.wakeup.notify_one();
+    }
+}
+
+impl Clone for ChangeSender {
+    fn clone(&self) -> Self {
+        self.0.senders.fetch_add(1, Ordering::AcqRel);
+        Self(self.0.clone())
+    }
+}
+
+impl Drop for ChangeSender {
+    fn drop(&mut self) {
+        self.0.senders.fetch_sub(1, Ordering::AcqRel);
+        self.0.wakeup.notify_one();
+    }
+}
+
+/// Receives change announcements, coalesced per (cluster, app): one [`Change`] per app
+/// with changes since it was last received, carrying the latest changed object.
+pub struct ChangeReceiver(Arc<ChangeQueue>);
+
+impl std::fmt::Debug for ChangeReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeReceiver").finish_non_exhaustive()
+    }
+}
+
+impl ChangeReceiver {
+    /// The oldest pending change, if any.
+    pub fn try_recv(&mut self) -> Option<Change> {
+        let mut d = self.0.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        let (cluster, app) = d.order.pop_front()?;
+        let key = d.latest.remove(&(cluster.clone(), app.clone()))?;
+        Some(Change { cluster, app, key })
+    }
+
+    /// Wait for the next change; `None` once the cache is gone and nothing is pending.
+    pub async fn recv(&mut self) -> Option<Change> {
+        loop {
+            if let Some(c) = self.try_recv() {
+                return Some(c);
+            }
+            if self.0.senders.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            self.0.wakeup.notified().await;
+        }
+    }
+
+    /// Number of apps with pending changes.
+    pub fn pending(&self) -> usize {
+        let d = self.0.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        d.order.len()
+    }
 }
 
 #[derive(Default)]
@@ -52,13 +137,15 @@ impl ClusterObjects {
         Some(app)
     }
 
-    fn put(&mut self, key: ResourceKey, app: String, obj: Value) {
-        self.remove(&key);
+    /// Store an object; returns the app that managed it before, if any.
+    fn put(&mut self, key: ResourceKey, app: String, obj: Value) -> Option<String> {
+        let before = self.remove(&key);
         self.by_app
             .entry(app.clone())
             .or_default()
             .insert(key.clone());
         self.objects.insert(key, (app, obj));
+        before
     }
 }
 
@@ -67,7 +154,7 @@ pub struct LiveCache {
     tracking: Tracking,
     clusters: Arc<RwLock<HashMap<String, ClusterObjects>>>,
     watches: Mutex<HashMap<(String, String, String), JoinHandle<()>>>,
-    changes: mpsc::Sender<Change>,
+    changes: ChangeSender,
     cancel: CancellationToken,
 }
 
@@ -80,9 +167,11 @@ impl std::fmt::Debug for LiveCache {
 }
 
 impl LiveCache {
-    /// A cache, and the receiver of its change announcements (at most `capacity` queued).
-    pub fn new(tracking: Tracking, capacity: usize) -> (Self, mpsc::Receiver<Change>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    /// A cache, and the receiver of its change announcements (at most one queued per app).
+    pub fn new(tracking: Tracking) -> (Self, ChangeReceiver) {
+        let queue = Arc::new(ChangeQueue::default());
+        queue.senders.store(1, Ordering::Release);
+        let (tx, rx) = (ChangeSender(queue.clone()), ChangeReceiver(queue));
         (
             Self {
                 tracking,
@@ -194,7 +283,7 @@ async fn run_watch(
     kind: Kind,
     tracking: Tracking,
     store: Arc<RwLock<HashMap<String, ClusterObjects>>>,
-    changes: mpsc::Sender<Change>,
+    changes: ChangeSender,
     cancel: CancellationToken,
 ) {
     let api = cluster.api(&kind, "");
@@ -255,16 +344,26 @@ async fn run_watch(
                         }
                     }
                     for (k, (app, v)) in fresh {
-                        if objects.objects.get(&k).map(|(_, o)| o) != Some(&v) {
+                        let same = objects.objects.get(&k) == Some(&(app.clone(), v.clone()));
+                        if !same {
                             announce.push((app.clone(), k.clone()));
                         }
-                        objects.put(k, app, v);
+                        if let Some(before) = objects.put(k.clone(), app.clone(), v) {
+                            if before != app {
+                                announce.push((before, k));
+                            }
+                        }
                     }
                     objects.ready.insert(gk.clone());
                 }
                 Event::Apply(obj) => {
                     if let Some((k, app, v)) = managed(&obj) {
-                        objects.put(k.clone(), app.clone(), v);
+                        // The tracking mark may have moved: the previous app changed too.
+                        if let Some(before) = objects.put(k.clone(), app.clone(), v) {
+                            if before != app {
+                                announce.push((before, k.clone()));
+                            }
+                        }
                         announce.push((app, k));
                     } else if let Some(v) = to_value(&obj, &kind) {
                         // The object lost its tracking mark: it is no longer managed.
@@ -285,14 +384,54 @@ async fn run_watch(
             }
         }
         for (app, key) in announce {
-            let change = Change {
-                cluster: name.clone(),
-                app,
-                key,
-            };
-            if changes.try_send(change).is_err() {
-                tracing::debug!(cluster = %name, "change channel full; announcement dropped");
-            }
+            changes.announce(&name, app, key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ResourceKey {
+        ResourceKey::of(&serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"}
+        }))
+    }
+
+    #[tokio::test]
+    async fn announcements_coalesce_per_app_and_are_never_dropped() {
+        let queue = Arc::new(ChangeQueue::default());
+        queue.senders.store(1, Ordering::Release);
+        let (tx, mut rx) = (ChangeSender(queue.clone()), ChangeReceiver(queue));
+        for i in 0..1000 {
+            tx.announce("c", format!("app-{}", i % 3), key(&format!("o{i}")));
+        }
+        tx.announce("other", "app-0".into(), key("x"));
+        assert_eq!(rx.pending(), 4);
+        let mut got = Vec::new();
+        while let Some(c) = rx.try_recv() {
+            got.push((c.cluster, c.app, c.key.name));
+        }
+        assert_eq!(
+            got,
+            [
+                ("c".into(), "app-0".into(), "o999".into()),
+                ("c".into(), "app-1".into(), "o997".into()),
+                ("c".into(), "app-2".into(), "o998".into()),
+                ("other".into(), "app-0".into(), "x".into()),
+            ]
+        );
+        tx.announce("c", "app-1".into(), key("again"));
+        let c = rx.recv().await.expect("pending change");
+        assert_eq!(c.key.name, "again");
+        let waiter = tokio::spawn(async move { rx.recv().await });
+        drop(tx);
+        let end = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("recv ends")
+            .expect("task");
+        assert!(end.is_none());
     }
 }

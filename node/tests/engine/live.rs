@@ -25,7 +25,7 @@ async fn cache_follows_managed_objects_and_survives_410_and_outages() {
         .run(&env, &docs(&cm("b1", "1")))
         .await
         .succeeded());
-    let (cache, mut changes) = LiveCache::new(Tracking::Label, 64);
+    let (cache, mut changes) = LiveCache::new(Tracking::Label);
     let n = cache.watch_cluster(&env.cluster).await.expect("watch");
     assert!(n > 5, "one watch per kind: {n}");
     let name = env.cluster.name().to_string();
@@ -37,7 +37,7 @@ async fn cache_follows_managed_objects_and_survives_410_and_outages() {
     assert!(cache.app_objects(&name, "nobody").is_empty());
     // Unmanaged objects (the seeded namespaces) are not cached.
     assert!(cache.app_objects(&name, "").is_empty());
-    while changes.try_recv().is_ok() {}
+    while changes.try_recv().is_some() {}
     let desired = docs(&(cm("a1", "1") + &cm("a2", "1")));
     let cmp = compare_with(
         &env.cluster,
@@ -74,6 +74,30 @@ async fn cache_follows_managed_objects_and_survives_410_and_outages() {
             .any(|o| o["data"]["x"] == "live")
     })
     .await;
+
+    tracing::info!("a tracking label moved from app b to app a: both are announced");
+    while changes.try_recv().is_some() {}
+    patch_live(
+        &env,
+        "v1",
+        "ConfigMap",
+        "default",
+        "b1",
+        serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/instance": "a"}}}),
+    )
+    .await;
+    let mut apps = std::collections::BTreeSet::new();
+    while apps.len() < 2 {
+        let change = timeout(Duration::from_secs(20), changes.recv())
+            .await
+            .expect("changes for both apps")
+            .expect("open");
+        if change.key.name == "b1" {
+            apps.insert(change.app);
+        }
+    }
+    assert_eq!(apps, ["a".to_string(), "b".to_string()].into());
+    until("b1 moved to a", || cache.app_objects(&name, "b").is_empty()).await;
 
     tracing::info!("watches cut and resumed with a forced 410: the watcher lists again");
     env.sim.set_faults(FaultConfig {
