@@ -15,20 +15,6 @@ use flotilla_shard::DEFAULT_SHARD_COUNT;
 use shards_support::*;
 
 const S: u32 = DEFAULT_SHARD_COUNT;
-/// Generous bound for the 3 s failover target, for a loaded CI machine; the measured time
-/// is logged.
-const FAILOVER_LIMIT: Duration = Duration::from_secs(8);
-
-fn assert_no_overlap(rec: &Recorder) {
-    let overlaps = rec.overlaps(Instant::now());
-    assert!(
-        overlaps.is_empty(),
-        "{} shards had two lease holders at once, first: {:?}",
-        overlaps.len(),
-        overlaps.first()
-    );
-    assert!(rec.renewals() > 0, "the recorder saw no lease at all");
-}
 
 #[test]
 fn recorder_detects_two_holders() {
@@ -56,22 +42,8 @@ fn recorder_detects_two_holders() {
 /// learner are stopped abruptly and their shards move to live nodes within the target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn join_then_abrupt_stops_move_shards_to_live_nodes() {
-    common::init_tracing();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rec = Arc::new(Recorder::default());
-    let mut members = cluster(3, dir.path(), &rec).await;
-
-    tracing::info!("phase: initial assignment");
-    let refs: Vec<&Member> = members.iter().collect();
-    let took = measure(
-        "every shard owned and leased",
-        Duration::from_secs(20),
-        || all_owned_by_live(&refs, S),
-    )
-    .await;
-    tracing::info!(?took, "initial assignment done");
-    let leader =
-        common::wait_leader(&members.iter().map(|m| m.store.clone()).collect::<Vec<_>>()).await;
+    let (dir, rec, mut members) = start(3).await;
+    let leader = leader_index(&members).await;
     let before = map_of(&members[leader]);
     let term = members[leader].store.metrics().term;
 
@@ -116,10 +88,11 @@ async fn join_then_abrupt_stops_move_shards_to_live_nodes() {
         (got - quarter).abs() <= quarter * 0.15,
         "node 4 got {got} shards, expected about {quarter}"
     );
-    let refs: Vec<&Member> = members.iter().collect();
-    measure("node 4 leases its shards", Duration::from_secs(10), || {
-        all_owned_by_live(&refs, S)
-    })
+    wait_all_owned(
+        &members,
+        "node 4 leases its shards",
+        Duration::from_secs(10),
+    )
     .await;
 
     // Joining and rebalancing under load caused no election.
@@ -133,17 +106,13 @@ async fn join_then_abrupt_stops_move_shards_to_live_nodes() {
     let victim_id = members[victim].store.id();
     let its = map_of(&members[leader]).owned_by(victim_id);
     assert!(!its.is_empty());
-    let m = members.remove(victim);
-    let killed = Instant::now();
-    kill(m).await;
-    let live: Vec<&Member> = members.iter().collect();
-    measure(
+    let (_, took) = kill_and_fail_over(
+        &mut members,
+        victim,
+        &its,
         "the stopped follower's shards owned by live nodes",
-        FAILOVER_LIMIT,
-        || owned_by_live(&live, &its),
     )
     .await;
-    let took = killed.elapsed();
     tracing::info!(node = victim_id, failover = ?took, "failover after stopping a follower");
 
     tracing::info!("phase: the learner is stopped abruptly");
@@ -151,33 +120,19 @@ async fn join_then_abrupt_stops_move_shards_to_live_nodes() {
         .iter()
         .position(|m| m.store.id() == 4)
         .expect("node 4");
-    let lead_id = {
-        let ss: Vec<Store> = members.iter().map(|m| m.store.clone()).collect();
-        members[common::wait_leader(&ss).await].store.id()
-    };
-    let leader_member = members
-        .iter()
-        .find(|m| m.store.id() == lead_id)
-        .expect("leader");
+    let leader_member = &members[leader_index(&members).await];
     let its = map_of(leader_member).owned_by(4);
-    let m = members.remove(pos);
-    let killed = Instant::now();
-    kill(m).await;
-    let live: Vec<&Member> = members.iter().collect();
-    measure(
+    let (_, took) = kill_and_fail_over(
+        &mut members,
+        pos,
+        &its,
         "the stopped learner's shards owned by live nodes",
-        FAILOVER_LIMIT,
-        || owned_by_live(&live, &its),
     )
     .await;
-    let took = killed.elapsed();
     tracing::info!(failover = ?took, "failover after stopping the learner");
+    let live: Vec<&Member> = members.iter().collect();
     assert!(all_owned_by_live(&live, S));
-    assert_no_overlap(&rec);
-    for m in &members {
-        m.shards.shutdown().await;
-        m.store.shutdown().await;
-    }
+    finish(&rec, &members).await;
 }
 
 /// 3 nodes; the leader is stopped abruptly, restarted from its data directory, and the new
@@ -185,39 +140,24 @@ async fn join_then_abrupt_stops_move_shards_to_live_nodes() {
 /// target, and no shard ever has two lease holders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_stops_move_shards_and_leases_never_overlap() {
-    common::init_tracing();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rec = Arc::new(Recorder::default());
-    let mut members = cluster(3, dir.path(), &rec).await;
-    let refs: Vec<&Member> = members.iter().collect();
-    measure(
-        "every shard owned and leased",
-        Duration::from_secs(20),
-        || all_owned_by_live(&refs, S),
-    )
-    .await;
+    let (_dir, rec, mut members) = start(3).await;
 
     for round in 1..=2 {
         tracing::info!(round, "phase: the leader is stopped abruptly");
-        let stores: Vec<Store> = members.iter().map(|m| m.store.clone()).collect();
-        let leader = common::wait_leader(&stores).await;
         // The restart below needs every handle of the stopped member gone.
-        drop(stores);
+        let leader = leader_index(&members).await;
         let leader_id = members[leader].store.id();
         let its = map_of(&members[leader]).owned_by(leader_id);
         assert!(!its.is_empty(), "the leader owns shards");
-        let m = members.remove(leader);
-        let killed = Instant::now();
-        let cfg = kill(m).await;
-        let live: Vec<&Member> = members.iter().collect();
-        measure(
+        let (cfg, took) = kill_and_fail_over(
+            &mut members,
+            leader,
+            &its,
             "the stopped leader's shards owned by live nodes",
-            FAILOVER_LIMIT,
-            || owned_by_live(&live, &its),
         )
         .await;
-        let took = killed.elapsed();
         tracing::info!(round, node = leader_id, failover = ?took, "failover after stopping the leader");
+        let live: Vec<&Member> = members.iter().collect();
         assert!(all_owned_by_live(&live, S));
 
         tracing::info!(
@@ -230,28 +170,20 @@ async fn leader_stops_move_shards_and_leases_never_overlap() {
             .expect("shard node");
         members.push(Member { store, shards, cfg });
         let back = members.last().expect("member");
-        measure(
+        wait_owns_and_leases(
+            back,
             "the restarted node owns and leases shards again",
             Duration::from_secs(20),
-            || {
-                !back.shards.ownership().borrow().owned.is_empty()
-                    && back.shards.ownership().borrow().lease_valid
-            },
         )
         .await;
-        let refs: Vec<&Member> = members.iter().collect();
-        measure(
+        wait_all_owned(
+            &members,
             "every shard owned and leased",
             Duration::from_secs(10),
-            || all_owned_by_live(&refs, S),
         )
         .await;
     }
-    assert_no_overlap(&rec);
-    for m in &members {
-        m.shards.shutdown().await;
-        m.store.shutdown().await;
-    }
+    finish(&rec, &members).await;
 }
 
 /// A follower cut off from the others stops acting once its lease ends, its shards move to
@@ -304,11 +236,10 @@ async fn partitioned_node_stops_acting_and_leave_hands_shards_away() {
             .expect("shard node");
         members.push(Member { store, shards, cfg });
     }
-    let refs: Vec<&Member> = members.iter().collect();
-    measure(
+    wait_all_owned(
+        &members,
         "every shard owned and leased",
         Duration::from_secs(20),
-        || all_owned_by_live(&refs, S),
     )
     .await;
     let n3 = &members[2];
@@ -362,14 +293,10 @@ async fn partitioned_node_stops_acting_and_leave_hands_shards_away() {
     tracing::info!("phase: node 3 reconnects");
     proxy.cut(false);
     isolation.set(false);
-    let n3 = &members[2];
-    measure(
+    wait_owns_and_leases(
+        &members[2],
         "node 3 owns and leases shards again",
         Duration::from_secs(20),
-        || {
-            !n3.shards.ownership().borrow().owned.is_empty()
-                && n3.shards.ownership().borrow().lease_valid
-        },
     )
     .await;
 
@@ -380,48 +307,24 @@ async fn partitioned_node_stops_acting_and_leave_hands_shards_away() {
         .await
         .expect("leave");
     let gone = members.pop().expect("node 3");
-    let refs: Vec<&Member> = members.iter().collect();
-    measure(
+    wait_all_owned(
+        &members,
         "every shard owned by nodes 1 and 2",
         Duration::from_secs(5),
-        || all_owned_by_live(&refs, S),
     )
     .await;
-    let stores: Vec<Store> = members.iter().map(|m| m.store.clone()).collect();
-    let lead = stores[common::wait_leader(&stores).await].clone();
-    common::wait_until("the leader removed node 3", 10, || {
-        let m = lead.metrics();
-        let gone = !m.voters.contains(&3) && !m.learners.contains(&3);
-        async move { gone }
-    })
-    .await;
+    wait_removed(&members, 3, "the leader removed node 3").await;
     gone.shards.shutdown().await;
     gone.store.shutdown().await;
-    assert_no_overlap(&rec);
-    for m in &members {
-        m.shards.shutdown().await;
-        m.store.shutdown().await;
-    }
+    finish(&rec, &members).await;
 }
 
 /// The leader leaves gracefully: its shards are handed to the others (never two holders), it
 /// hands leadership away, and the new leader removes it from the membership.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_leaves_gracefully() {
-    common::init_tracing();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rec = Arc::new(Recorder::default());
-    let mut members = cluster(3, dir.path(), &rec).await;
-    let refs: Vec<&Member> = members.iter().collect();
-    measure(
-        "every shard owned and leased",
-        Duration::from_secs(20),
-        || all_owned_by_live(&refs, S),
-    )
-    .await;
-    let stores: Vec<Store> = members.iter().map(|m| m.store.clone()).collect();
-    let leader = common::wait_leader(&stores).await;
-    drop(stores);
+    let (_dir, rec, mut members) = start(3).await;
+    let leader = leader_index(&members).await;
     let leaving = members.remove(leader);
     let id = leaving.store.id();
 
@@ -433,26 +336,14 @@ async fn leader_leaves_gracefully() {
         .expect("leave");
     assert!(leaving.shards.ownership().borrow().owned.is_empty());
     assert!(!leaving.store.metrics().is_leader);
-    let refs: Vec<&Member> = members.iter().collect();
-    measure(
+    wait_all_owned(
+        &members,
         "every shard owned by the others",
         Duration::from_secs(5),
-        || all_owned_by_live(&refs, S),
     )
     .await;
-    let stores: Vec<Store> = members.iter().map(|m| m.store.clone()).collect();
-    let lead = stores[common::wait_leader(&stores).await].clone();
-    common::wait_until("the new leader removed the leaving node", 10, || {
-        let m = lead.metrics();
-        let gone = !m.voters.contains(&id) && !m.learners.contains(&id);
-        async move { gone }
-    })
-    .await;
+    wait_removed(&members, id, "the new leader removed the leaving node").await;
     leaving.shards.shutdown().await;
     leaving.store.shutdown().await;
-    assert_no_overlap(&rec);
-    for m in &members {
-        m.shards.shutdown().await;
-        m.store.shutdown().await;
-    }
+    finish(&rec, &members).await;
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use flotilla_raft::shards::{self, Isolation, LeaseObserver};
 use flotilla_raft::{ShardConfig, ShardNode, Store, StoreConfig};
-use flotilla_shard::{Epoch, NodeId, ShardId, ShardMap};
+use flotilla_shard::{Epoch, NodeId, ShardId, ShardMap, DEFAULT_SHARD_COUNT};
+use tempfile::TempDir;
 
 use crate::common;
 
@@ -108,6 +109,100 @@ pub fn map_of(m: &Member) -> ShardMap {
         .shard_map()
         .expect("read map")
         .expect("a map exists")
+}
+
+/// Generous bound for the 3 s failover target, for a loaded CI machine; the measured time
+/// is logged.
+pub const FAILOVER_LIMIT: Duration = Duration::from_secs(8);
+
+/// Starts tracing, a data directory, a recorder and an `n`-member cluster, and waits until
+/// every shard is owned and leased.
+pub async fn start(n: u64) -> (TempDir, Arc<Recorder>, Vec<Member>) {
+    common::init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = Arc::new(Recorder::default());
+    let members = cluster(n, dir.path(), &rec).await;
+    let took = wait_all_owned(
+        &members,
+        "every shard owned and leased",
+        Duration::from_secs(20),
+    )
+    .await;
+    tracing::info!(?took, "initial assignment done");
+    (dir, rec, members)
+}
+
+/// Waits (bounded) until every shard is owned and leased by one of `members`; returns how
+/// long it took.
+pub async fn wait_all_owned(members: &[Member], what: &str, limit: Duration) -> Duration {
+    let refs: Vec<&Member> = members.iter().collect();
+    measure(what, limit, || {
+        all_owned_by_live(&refs, DEFAULT_SHARD_COUNT)
+    })
+    .await
+}
+
+/// Waits (bounded) until `m` owns shards again and holds a valid lease.
+pub async fn wait_owns_and_leases(m: &Member, what: &str, limit: Duration) -> Duration {
+    measure(what, limit, || {
+        !m.shards.ownership().borrow().owned.is_empty() && m.shards.ownership().borrow().lease_valid
+    })
+    .await
+}
+
+/// The index in `members` of the leader they all agree on; no store handle outlives the call.
+pub async fn leader_index(members: &[Member]) -> usize {
+    let stores: Vec<Store> = members.iter().map(|m| m.store.clone()).collect();
+    common::wait_leader(&stores).await
+}
+
+/// Removes `members[pos]`, stops it abruptly and waits (within [`FAILOVER_LIMIT`]) until
+/// `its` shards are owned and leased by the remaining members. Returns the stopped member's
+/// configuration and how long the failover took.
+pub async fn kill_and_fail_over(
+    members: &mut Vec<Member>,
+    pos: usize,
+    its: &[ShardId],
+    what: &str,
+) -> (StoreConfig, Duration) {
+    let m = members.remove(pos);
+    let killed = Instant::now();
+    let cfg = kill(m).await;
+    let live: Vec<&Member> = members.iter().collect();
+    measure(what, FAILOVER_LIMIT, || owned_by_live(&live, its)).await;
+    (cfg, killed.elapsed())
+}
+
+/// Waits until the leader of `members` has removed node `id` from the membership.
+pub async fn wait_removed(members: &[Member], id: u64, what: &str) {
+    let lead = members[leader_index(members).await].store.clone();
+    common::wait_until(what, 10, || {
+        let m = lead.metrics();
+        let gone = !m.voters.contains(&id) && !m.learners.contains(&id);
+        async move { gone }
+    })
+    .await;
+}
+
+/// Asserts the recorder saw leases and never two holders of one shard at once.
+pub fn assert_no_overlap(rec: &Recorder) {
+    let overlaps = rec.overlaps(Instant::now());
+    assert!(
+        overlaps.is_empty(),
+        "{} shards had two lease holders at once, first: {:?}",
+        overlaps.len(),
+        overlaps.first()
+    );
+    assert!(rec.renewals() > 0, "the recorder saw no lease at all");
+}
+
+/// Checks the recorder (see [`assert_no_overlap`]) and shuts every member down.
+pub async fn finish(rec: &Recorder, members: &[Member]) {
+    assert_no_overlap(rec);
+    for m in members {
+        m.shards.shutdown().await;
+        m.store.shutdown().await;
+    }
 }
 
 #[derive(Debug, Clone)]
