@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use git2::{build::TreeUpdateBuilder, FileMode, Oid, Repository, Signature};
+use git2::{build::TreeUpdateBuilder, Commit, FileMode, Oid, Repository, Signature, Tree};
 
 /// Errors creating or changing a fixture repository.
 #[derive(Debug, thiserror::Error)]
@@ -261,11 +261,6 @@ impl Fixture {
         message: &str,
     ) -> Result<CommitOutcome, FixtureError> {
         let started = Instant::now();
-        let path = self.path.clone();
-        let g = |what: &'static str| {
-            let path = path.clone();
-            move |source| FixtureError::Git { path, what, source }
-        };
         for &i in apps {
             if i >= self.spec.apps {
                 return Err(FixtureError::NoSuchApp {
@@ -275,9 +270,7 @@ impl Fixture {
                 });
             }
         }
-        let parent_id = self.head_oid()?;
-        let parent = self.repo.find_commit(parent_id).map_err(g("find head"))?;
-        let base = parent.tree().map_err(g("head tree"))?;
+        let (parent, base) = head_commit(&self.repo, &self.path)?;
         let mut update = TreeUpdateBuilder::new();
         let mut modified = Vec::with_capacity(apps.len());
         for &i in apps {
@@ -286,28 +279,11 @@ impl Fixture {
             let blob = self
                 .repo
                 .blob(configmap(&self.spec, i, 0, self.generations[i]).as_bytes())
-                .map_err(g("blob"))?;
+                .map_err(git_error(&self.path, "blob"))?;
             update.upsert(file.as_str(), blob, FileMode::Blob);
             modified.push(file);
         }
-        modified.sort();
-        modified.dedup();
-        let tree_id = update
-            .create_updated(&self.repo, &base)
-            .map_err(g("update tree"))?;
-        let tree = self.repo.find_tree(tree_id).map_err(g("find tree"))?;
-        let sig = signature().map_err(g("signature"))?;
-        let id = self
-            .repo
-            .commit(Some(BRANCH), &sig, &sig, message, &tree, &[&parent])
-            .map_err(g("commit"))?;
-        Ok(CommitOutcome {
-            id: id.to_string(),
-            parent: parent_id.to_string(),
-            modified,
-            committed_at: SystemTime::now(),
-            elapsed: started.elapsed(),
-        })
+        self.write_commit((&parent, &base), &mut update, modified, message, started)
     }
 
     /// Commit arbitrary file changes: `Some(content)` writes the file at that path, `None`
@@ -319,14 +295,7 @@ impl Fixture {
         message: &str,
     ) -> Result<CommitOutcome, FixtureError> {
         let started = Instant::now();
-        let path = self.path.clone();
-        let g = |what: &'static str| {
-            let path = path.clone();
-            move |source| FixtureError::Git { path, what, source }
-        };
-        let parent_id = self.head_oid()?;
-        let parent = self.repo.find_commit(parent_id).map_err(g("find head"))?;
-        let base = parent.tree().map_err(g("head tree"))?;
+        let (parent, base) = head_commit(&self.repo, &self.path)?;
         let mut update = TreeUpdateBuilder::new();
         let mut modified = Vec::with_capacity(files.len());
         for (file, content) in files {
@@ -342,7 +311,10 @@ impl Fixture {
             }
             match content {
                 Some(bytes) => {
-                    let blob = self.repo.blob(bytes).map_err(g("blob"))?;
+                    let blob = self
+                        .repo
+                        .blob(bytes)
+                        .map_err(git_error(&self.path, "blob"))?;
                     update.upsert(file, blob, FileMode::Blob);
                 }
                 None => {
@@ -351,20 +323,36 @@ impl Fixture {
             }
             modified.push(file.to_string());
         }
+        self.write_commit((&parent, &base), &mut update, modified, message, started)
+    }
+
+    /// Applies `update` to the head tree `base`, commits the result on `main` with `parent` as
+    /// its parent, and reports the commit with the sorted, deduplicated `modified` paths.
+    fn write_commit(
+        &self,
+        (parent, base): (&Commit<'_>, &Tree<'_>),
+        update: &mut TreeUpdateBuilder,
+        mut modified: Vec<String>,
+        message: &str,
+        started: Instant,
+    ) -> Result<CommitOutcome, FixtureError> {
         modified.sort();
         modified.dedup();
         let tree_id = update
-            .create_updated(&self.repo, &base)
-            .map_err(g("update tree"))?;
-        let tree = self.repo.find_tree(tree_id).map_err(g("find tree"))?;
-        let sig = signature().map_err(g("signature"))?;
+            .create_updated(&self.repo, base)
+            .map_err(git_error(&self.path, "update tree"))?;
+        let tree = self
+            .repo
+            .find_tree(tree_id)
+            .map_err(git_error(&self.path, "find tree"))?;
+        let sig = signature().map_err(git_error(&self.path, "signature"))?;
         let id = self
             .repo
-            .commit(Some(BRANCH), &sig, &sig, message, &tree, &[&parent])
-            .map_err(g("commit"))?;
+            .commit(Some(BRANCH), &sig, &sig, message, &tree, &[parent])
+            .map_err(git_error(&self.path, "commit"))?;
         Ok(CommitOutcome {
             id: id.to_string(),
-            parent: parent_id.to_string(),
+            parent: parent.id().to_string(),
             modified,
             committed_at: SystemTime::now(),
             elapsed: started.elapsed(),
@@ -380,6 +368,27 @@ impl Fixture {
                 source,
             })
     }
+}
+
+/// Maps a git error from step `what` on the repository at `path` into a [`FixtureError`].
+fn git_error(path: &Path, what: &'static str) -> impl FnOnce(git2::Error) -> FixtureError {
+    let path = path.to_path_buf();
+    move |source| FixtureError::Git { path, what, source }
+}
+
+/// The commit `main` points at in `repo` (at `path`) and its tree: where a new commit starts.
+fn head_commit<'r>(
+    repo: &'r Repository,
+    path: &Path,
+) -> Result<(Commit<'r>, Tree<'r>), FixtureError> {
+    let parent_id = repo
+        .refname_to_id(BRANCH)
+        .map_err(git_error(path, "resolve main"))?;
+    let parent = repo
+        .find_commit(parent_id)
+        .map_err(git_error(path, "find head"))?;
+    let base = parent.tree().map_err(git_error(path, "head tree"))?;
+    Ok((parent, base))
 }
 
 fn signature() -> Result<Signature<'static>, git2::Error> {
