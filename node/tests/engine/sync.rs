@@ -1,8 +1,9 @@
 //! Sync, prune, self-heal and ignoreDifferences.
-use crate::env::{cm, deployment, docs, get, patch_live, start, statuses, Sync};
+use crate::env::{cm, deployment, docs, get, patch_live, start, statuses, Env, Sync};
 use flotilla_node::diff::{Drift, IgnoreRule};
 use flotilla_node::sync::result::{OperationPhase, ResultCode};
 use serde_json::json;
+use serde_json::Value;
 
 #[tokio::test]
 async fn sync_applies_waits_for_health_and_prunes() {
@@ -135,45 +136,10 @@ async fn ignore_differences_by_pointer_jq_and_manager() {
     let desired = docs(&(deployment("a", 1) + &cm("b", "1")));
     let mut s = Sync::new("ign");
     assert!(s.run(&env, &desired).await.succeeded());
-    patch_live(
-        &env,
-        "apps/v1",
-        "Deployment",
-        "default",
-        "a",
-        json!({"spec": {"replicas": 3}}),
-    )
-    .await;
-    patch_live(
-        &env,
-        "v1",
-        "ConfigMap",
-        "default",
-        "b",
-        json!({"data": {"x": "changed"}}),
-    )
-    .await;
+    edit_live_a_and_b(&env, 3, "changed").await;
     assert!(!s.compare(&env, &desired).await.in_sync());
 
-    let rule = |kind: &str| IgnoreRule {
-        group: if kind == "Deployment" {
-            "apps".into()
-        } else {
-            String::new()
-        },
-        kind: kind.into(),
-        ..Default::default()
-    };
-    s.diff.ignore = vec![
-        IgnoreRule {
-            json_pointers: vec!["/spec/replicas".into()],
-            ..rule("Deployment")
-        },
-        IgnoreRule {
-            jq_path_expressions: vec![".data.x".into()],
-            ..rule("ConfigMap")
-        },
-    ];
+    s.diff.ignore = replicas_and_x_rules();
     assert!(s.compare(&env, &desired).await.in_sync());
 
     s.diff.ignore = vec![IgnoreRule {
@@ -188,25 +154,11 @@ async fn ignore_differences_by_pointer_jq_and_manager() {
 
     tracing::info!("RespectIgnoreDifferences keeps the ignored live value on sync");
     let mut respect = Sync::new("ign").options(&["RespectIgnoreDifferences=true"]);
-    respect.diff.ignore = vec![
-        IgnoreRule {
-            json_pointers: vec!["/spec/replicas".into()],
-            ..rule("Deployment")
-        },
-        IgnoreRule {
-            jq_path_expressions: vec![".data.x".into()],
-            ..rule("ConfigMap")
-        },
-    ];
+    respect.diff.ignore = replicas_and_x_rules();
     assert!(respect.run(&env, &desired).await.succeeded());
-    let live = get(&env, "apps/v1", "Deployment", "default", "a")
-        .await
-        .expect("live");
-    assert_eq!(live["spec"]["replicas"], 3);
-    let live = get(&env, "v1", "ConfigMap", "default", "b")
-        .await
-        .expect("live");
-    assert_eq!(live["data"]["x"], "changed");
+    let (a, b) = live_a_and_b(&env).await;
+    assert_eq!(a["spec"]["replicas"], 3);
+    assert_eq!(b["data"]["x"], "changed");
 
     s.diff.ignore.clear();
     let cmp = s.compare(&env, &desired).await;
@@ -223,24 +175,7 @@ async fn ignore_differences_by_pointer_jq_and_manager() {
         "{op:#?}"
     );
     tracing::info!("RespectIgnoreDifferences leaves fields of managedFieldsManagers alone");
-    patch_live(
-        &env,
-        "apps/v1",
-        "Deployment",
-        "default",
-        "a",
-        json!({"spec": {"replicas": 4}}),
-    )
-    .await;
-    patch_live(
-        &env,
-        "v1",
-        "ConfigMap",
-        "default",
-        "b",
-        json!({"data": {"x": "edited"}}),
-    )
-    .await;
+    edit_live_a_and_b(&env, 4, "edited").await;
     let mut managers = Sync::new("ign").options(&["RespectIgnoreDifferences=true"]);
     let mut any = rule("*");
     any.group = "*".into();
@@ -251,14 +186,9 @@ async fn ignore_differences_by_pointer_jq_and_manager() {
     assert!(managers.compare(&env, &desired).await.in_sync());
     let op = managers.run(&env, &desired).await;
     assert!(op.succeeded(), "{op:#?}");
-    let live = get(&env, "apps/v1", "Deployment", "default", "a")
-        .await
-        .expect("live");
-    assert_eq!(live["spec"]["replicas"], 4, "not taken over");
-    let live = get(&env, "v1", "ConfigMap", "default", "b")
-        .await
-        .expect("live");
-    assert_eq!(live["data"]["x"], "edited", "not taken over");
+    let (a, b) = live_a_and_b(&env).await;
+    assert_eq!(a["spec"]["replicas"], 4, "not taken over");
+    assert_eq!(b["data"]["x"], "edited", "not taken over");
     tracing::info!("without the option the sync takes the fields back");
     let op = s.run(&env, &desired).await;
     assert!(op.succeeded(), "{op:#?}");
@@ -266,4 +196,64 @@ async fn ignore_differences_by_pointer_jq_and_manager() {
         .await
         .expect("live");
     assert_ne!(live["data"]["x"], "edited");
+}
+
+/// An ignore rule for every object of `kind` ("Deployment" in group `apps`, others in core).
+fn rule(kind: &str) -> IgnoreRule {
+    IgnoreRule {
+        group: if kind == "Deployment" {
+            "apps".into()
+        } else {
+            String::new()
+        },
+        kind: kind.into(),
+        ..Default::default()
+    }
+}
+
+/// Ignore Deployment `/spec/replicas` (by JSON pointer) and ConfigMap `.data.x` (by jq).
+fn replicas_and_x_rules() -> Vec<IgnoreRule> {
+    vec![
+        IgnoreRule {
+            json_pointers: vec!["/spec/replicas".into()],
+            ..rule("Deployment")
+        },
+        IgnoreRule {
+            jq_path_expressions: vec![".data.x".into()],
+            ..rule("ConfigMap")
+        },
+    ]
+}
+
+/// Edits live Deployment `a`'s replicas and ConfigMap `b`'s `x` by hand.
+async fn edit_live_a_and_b(env: &Env, replicas: u32, x: &str) {
+    patch_live(
+        env,
+        "apps/v1",
+        "Deployment",
+        "default",
+        "a",
+        json!({"spec": {"replicas": replicas}}),
+    )
+    .await;
+    patch_live(
+        env,
+        "v1",
+        "ConfigMap",
+        "default",
+        "b",
+        json!({"data": {"x": x}}),
+    )
+    .await;
+}
+
+/// Live Deployment `a` and ConfigMap `b`.
+async fn live_a_and_b(env: &Env) -> (Value, Value) {
+    let a = get(env, "apps/v1", "Deployment", "default", "a")
+        .await
+        .expect("live");
+    let b = get(env, "v1", "ConfigMap", "default", "b")
+        .await
+        .expect("live");
+    (a, b)
 }
