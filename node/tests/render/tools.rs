@@ -1,4 +1,6 @@
 //! Kustomize, Helm (Git path and chart repository), plugins and multiple sources.
+use std::path::Path;
+
 use flotilla_node::model::Credentials;
 use flotilla_node::render::PluginConfig;
 use flotilla_node::source::Freshness;
@@ -227,18 +229,22 @@ async fn multiple_sources_with_ref_value_files() {
     );
 }
 
-#[tokio::test]
-async fn helm_chart_from_a_chart_repository() {
-    let Some(helm) = support::helm() else { return };
-    let tmp = tempfile::tempdir().expect("tmp");
-    let src = Repo::init(&tmp.path().join("src"));
+/// Packages the test chart with `helm` (home `tmp`) into a chart repository under `tmp`
+/// and serves it over HTTP on loopback, behind basic `auth` when given. Returns the
+/// repository's URL and its server.
+fn serve_chart_repository(
+    helm: &Path,
+    tmp: &Path,
+    auth: Option<(&str, &str)>,
+) -> (String, support::http::HttpServer) {
+    let src = Repo::init(&tmp.join("src"));
     write_chart(&src, "web");
-    let srv = tmp.path().join("srv");
+    let srv = tmp.join("srv");
     std::fs::create_dir_all(&srv).expect("mkdir");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(&helm)
+        let out = std::process::Command::new(helm)
             .args(args)
-            .env("HOME", tmp.path())
+            .env("HOME", tmp)
             .output()
             .expect("helm runs");
         assert!(
@@ -259,7 +265,15 @@ async fn helm_chart_from_a_chart_repository() {
         listener.local_addr().expect("addr").port()
     );
     run(&["repo", "index", &srv.to_string_lossy(), "--url", &url]);
-    let _server = support::http::serve_on(listener, support::http::Route::Static(srv), None);
+    let server = support::http::serve_on(listener, support::http::Route::Static(srv), auth);
+    (url, server)
+}
+
+#[tokio::test]
+async fn helm_chart_from_a_chart_repository() {
+    let Some(helm) = support::helm() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (url, _server) = serve_chart_repository(&helm, tmp.path(), None);
     let r = renderer(tmp.path(), Credentials::default(), settings());
     let a = app(&app_yaml(
         "fromrepo",
@@ -282,35 +296,8 @@ async fn helm_chart_from_a_chart_repository() {
 async fn helm_chart_from_a_chart_repository_with_basic_auth() {
     let Some(helm) = support::helm() else { return };
     let tmp = tempfile::tempdir().expect("tmp");
-    let src = Repo::init(&tmp.path().join("src"));
-    write_chart(&src, "web");
-    let srv = tmp.path().join("srv");
-    std::fs::create_dir_all(&srv).expect("mkdir");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(&helm)
-            .args(args)
-            .env("HOME", tmp.path())
-            .output()
-            .expect("helm runs");
-        assert!(out.status.success(), "helm {args:?}");
-    };
-    run(&[
-        "package",
-        &src.dir.join("web").to_string_lossy(),
-        "-d",
-        &srv.to_string_lossy(),
-    ]);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!(
-        "http://127.0.0.1:{}",
-        listener.local_addr().expect("addr").port()
-    );
-    run(&["repo", "index", &srv.to_string_lossy(), "--url", &url]);
-    let _server = support::http::serve_on(
-        listener,
-        support::http::Route::Static(srv),
-        Some(("chartuser", "s3cret-pw")),
-    );
+    let (url, _server) =
+        serve_chart_repository(&helm, tmp.path(), Some(("chartuser", "s3cret-pw")));
     let secret = |pw: &str| {
         let mut creds = Credentials::default();
         creds
