@@ -7,9 +7,11 @@
 //! by the app's inputs; [`clusters`] holds destination clusters and their clients;
 //! [`live`] reads an app's live objects and compares them ([`live::compare_app`]) with
 //! [`diff`]; [`sync`] plans and executes syncs ([`sync::executor::sync_app`]); [`health`]
-//! assesses objects; [`cli`] is the `flotilla` command line.
+//! assesses objects; [`cli`] is the `flotilla` command line; [`config`] resolves the
+//! configuration of `flotilla node` (flags, environment, file, StatefulSet ordinal).
 pub mod cli;
 pub mod clusters;
+pub mod config;
 pub mod diff;
 pub mod health;
 pub mod live;
