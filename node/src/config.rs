@@ -254,8 +254,8 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Bootstrap when this node has the lowest id among the members (ordinal 0 in a
-    /// StatefulSet) or has no peers; otherwise join through the other members.
+    /// Bootstrap when this node is listed with the lowest id among the members (ordinal 0
+    /// in a StatefulSet) or has no other peers; otherwise join through the other members.
     pub fn role(&self) -> Role {
         let others: Vec<String> = self
             .peers
@@ -263,8 +263,9 @@ impl NodeConfig {
             .filter(|p| p.id != self.node_id)
             .map(|p| p.addr.clone())
             .collect();
+        let listed = self.peers.iter().any(|p| p.id == self.node_id);
         let lowest = self.peers.iter().map(|p| p.id).min();
-        if others.is_empty() || lowest.is_none_or(|l| l >= self.node_id) {
+        if others.is_empty() || (listed && lowest.is_none_or(|l| l >= self.node_id)) {
             Role::Bootstrap
         } else {
             Role::Join(others)
@@ -520,13 +521,22 @@ pub fn load(src: Sources<'_>) -> Result<NodeConfig, ConfigError> {
     let mut peers = Vec::new();
     if let Some((list, at)) = &peer_list {
         for p in list.iter().filter(|p| !p.trim().is_empty()) {
-            peers.push(parse_peer(p).map_err(|m| invalid(at.clone(), m))?);
+            let peer = parse_peer(p).map_err(|m| invalid(at.clone(), m))?;
+            if peers.iter().any(|q: &Peer| q.id == peer.id) {
+                return Err(invalid(
+                    at.clone(),
+                    format!("peer id {} given twice", peer.id),
+                ));
+            }
+            peers.push(peer);
         }
     }
     let mut own_pattern_addr = None;
     if let Some((pattern, at)) = &pattern {
-        let Some((replicas, _)) = replicas else {
-            return Err(invalid(at.clone(), "needs --replicas".into()));
+        let replicas = match replicas {
+            None => return Err(invalid(at.clone(), "needs --replicas".into())),
+            Some((0, r_at)) => return Err(invalid(r_at, "must be at least 1, got 0".into())),
+            Some((n, _)) => n,
         };
         if !peers.is_empty() {
             return Err(invalid(

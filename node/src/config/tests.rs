@@ -258,6 +258,19 @@ fn explicit_peers_give_roles() {
         }]
     );
     assert_eq!(c.role(), Role::Join(vec!["a:7000".into()]));
+    let args = parse_args(&["--node-id", "1", "--peers", "2=b:7000,3=c:7000"]);
+    let c = run(&args, &env(&[]), None, None).unwrap();
+    assert_eq!(c.role(), Role::Join(vec!["b:7000".into(), "c:7000".into()]));
+    let args = parse_args(&["--node-id", "1", "--peers", "1=a:7000,1=b:7000"]);
+    assert_eq!(
+        err_text(run(&args, &env(&[]), None, None)),
+        "--peers: peer id 1 given twice"
+    );
+    let zero = parse_args(&["--peer-dns-pattern", PATTERN, "--replicas", "0"]);
+    assert_eq!(
+        err_text(run(&zero, &env(&[]), None, Some("flotilla-0"))),
+        "--replicas: must be at least 1, got 0"
+    );
 }
 
 #[test]
