@@ -313,11 +313,6 @@ impl Store {
         &self.inner.shard_heard
     }
 
-    /// The peer connections (the shard follower's lease renewals reuse them).
-    pub(crate) fn peers(&self) -> &Peers {
-        &self.inner.peers
-    }
-
     /// Form a new group with `members` (id → `host:port`), this member among them. Call on
     /// one member of a brand-new group only.
     pub async fn initialize(&self, members: BTreeMap<u64, String>) -> Result<(), StoreError> {
@@ -433,7 +428,10 @@ impl Store {
                 Err(ProposeError::NotLeader {
                     leader_id: Some(l),
                     leader_addr: Some(addr),
-                }) if l != self.id() => match self.remote_read_index(&addr).await {
+                }) if l != self.id() => match self
+                    .remote_read_index(&addr, self.inner.cfg.rpc_timeout, None)
+                    .await
+                {
                     Ok(i) => break i,
                     Err(e) => e,
                 },
@@ -476,7 +474,14 @@ impl Store {
         }
     }
 
-    async fn remote_read_index(&self, addr: &str) -> Result<u64, ProposeError> {
+    /// Ask the leader at `addr` for a read index. With `renewing`, the request also carries
+    /// that node's id, which the leader counts as a shard-lease renewal from it.
+    pub(crate) async fn remote_read_index(
+        &self,
+        addr: &str,
+        timeout: Duration,
+        renewing: Option<u64>,
+    ) -> Result<u64, ProposeError> {
         let fwd = |message: String| ProposeError::Forward {
             addr: addr.to_string(),
             message,
@@ -487,7 +492,13 @@ impl Store {
             .store_client(addr)
             .map_err(|e| fwd(e.to_string()))?;
         let mut req = tonic::Request::new(ReadIndexRequest {});
-        req.set_timeout(self.inner.cfg.rpc_timeout);
+        req.set_timeout(timeout);
+        if let Some(node) = renewing {
+            req.metadata_mut().insert(
+                crate::shards::NODE_ID_HEADER,
+                tonic::metadata::MetadataValue::from(node),
+            );
+        }
         let resp = client
             .read_index(req)
             .await

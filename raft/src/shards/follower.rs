@@ -10,18 +10,16 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flotilla_proto::raft::ReadIndexRequest;
 use flotilla_shard::{
     ActError, Epoch, FenceError, Lease, NodeId, OwnershipChange, ShardId, ShardMap,
 };
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::heard::NODE_ID_HEADER;
 use super::ShardConfig;
 use crate::command::Command;
 use crate::state_machine::ChangeEvent;
-use crate::store::{ProposeError, Store};
+use crate::store::Store;
 
 /// Receives every change of what a node may act on, with the instant it took effect. All
 /// calls are made while the node's ownership state is locked, so they are ordered exactly
@@ -290,7 +288,11 @@ async fn renew_once(store: &Store, shared: &Shared, sent_at: Instant, window: Du
         store.leader_read_index().await
     } else {
         match m.leader.and_then(|l| leader_addr(store, l)) {
-            Some(addr) => remote_read_index(store, shared.node, &addr, window).await,
+            Some(addr) => {
+                store
+                    .remote_read_index(&addr, window, Some(shared.node))
+                    .await
+            }
             None => return false,
         }
     };
@@ -321,36 +323,4 @@ fn leader_addr(store: &Store, leader: NodeId) -> Option<String> {
         .membership()
         .get_node(&leader)
         .map(|n| n.addr.clone())
-}
-
-async fn remote_read_index(
-    store: &Store,
-    node: NodeId,
-    addr: &str,
-    timeout: Duration,
-) -> Result<u64, ProposeError> {
-    let fwd = |message: String| ProposeError::Forward {
-        addr: addr.to_string(),
-        message,
-    };
-    let mut client = store
-        .peers()
-        .store_client(addr)
-        .map_err(|e| fwd(e.to_string()))?;
-    let mut req = tonic::Request::new(ReadIndexRequest {});
-    req.set_timeout(timeout);
-    let id = tonic::metadata::MetadataValue::from(node);
-    req.metadata_mut().insert(NODE_ID_HEADER, id);
-    let resp = client
-        .read_index(req)
-        .await
-        .map_err(|s| fwd(s.message().to_string()))?
-        .into_inner();
-    if resp.leader_id != 0 {
-        return Err(ProposeError::NotLeader {
-            leader_id: (resp.leader_id != u64::MAX).then_some(resp.leader_id),
-            leader_addr: (!resp.leader_addr.is_empty()).then_some(resp.leader_addr),
-        });
-    }
-    Ok(resp.index)
 }

@@ -38,7 +38,7 @@ mod manager;
 
 pub use fault::{CutProxy, Isolation};
 pub use follower::{LeaseObserver, Ownership, ShardEvent};
-pub(crate) use heard::{node_id_of, HeardLog};
+pub(crate) use heard::{node_id_of, HeardLog, NODE_ID_HEADER};
 
 /// Settings of shard ownership; every node of a cluster must use the same values.
 #[derive(Clone)]
