@@ -160,6 +160,21 @@ async fn post_or_put(
     cluster.client().request::<DynamicObject>(req).await
 }
 
+/// The identity, apiVersion and API handle of an object about to be written or deleted.
+async fn target<'a>(
+    cluster: &Cluster,
+    obj: &'a Value,
+) -> Result<(ResourceKey, &'a str, Api<DynamicObject>), ApplyError> {
+    let key = ResourceKey::of(obj);
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = cluster.kind(api_version, &key.kind).await?;
+    let api = cluster.api(&kind, &key.namespace);
+    Ok((key, api_version, api))
+}
+
 /// Write one prepared desired object; returns the object the server answered with.
 /// `validate` is the `Validate` sync option (`fieldValidation=Strict`, or `Ignore`).
 pub async fn write(
@@ -169,13 +184,7 @@ pub async fn write(
     dry_run: bool,
     validate: bool,
 ) -> Result<Value, ApplyError> {
-    let key = ResourceKey::of(obj);
-    let api_version = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = cluster.kind(api_version, &key.kind).await?;
-    let api = cluster.api(&kind, &key.namespace);
+    let (key, api_version, api) = target(cluster, obj).await?;
     let api_err = |what: &'static str| {
         let key = key.to_string();
         move |source| ApplyError::Api { what, key, source }
@@ -259,13 +268,7 @@ pub async fn write(
 
 /// Create an object (hooks); `generateName` objects get their name from the server.
 pub async fn create(cluster: &Cluster, obj: &Value, dry_run: bool) -> Result<Value, ApplyError> {
-    let key = ResourceKey::of(obj);
-    let api_version = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = cluster.kind(api_version, &key.kind).await?;
-    let api = cluster.api(&kind, &key.namespace);
+    let (key, api_version, api) = target(cluster, obj).await?;
     let pp = PostParams {
         dry_run,
         field_manager: Some(FIELD_MANAGER.into()),
@@ -288,13 +291,7 @@ pub async fn delete(
     propagation: &str,
     dry_run: bool,
 ) -> Result<bool, ApplyError> {
-    let key = ResourceKey::of(obj);
-    let api_version = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = cluster.kind(api_version, &key.kind).await?;
-    let api = cluster.api(&kind, &key.namespace);
+    let (key, _, api) = target(cluster, obj).await?;
     let dp = DeleteParams {
         dry_run,
         propagation_policy: Some(match propagation {
