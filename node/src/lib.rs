@@ -18,4 +18,5 @@ pub mod live;
 pub mod model;
 pub mod render;
 pub mod source;
+pub mod status;
 pub mod sync;

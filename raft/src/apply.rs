@@ -32,6 +32,8 @@ pub mod keys {
     pub const REVISION: &str = "rev/";
     /// Node information, by zero-padded node id.
     pub const NODE: &str = "node/";
+    /// Requested sync operations not yet started, by `namespace/name`.
+    pub const PENDING: &str = "pending/";
     /// The shard map (a single key).
     pub const SHARD_MAP: &str = "shardmap";
     /// Raft bookkeeping of the state machine (last applied log id, membership).
@@ -121,6 +123,19 @@ pub struct FinishedOperation {
     pub result: Json,
     /// When it finished.
     pub at: UnixMillis,
+}
+
+/// A sync operation asked for and not yet started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingOperation {
+    /// `namespace/name`.
+    pub app: String,
+    /// The id the operation will carry.
+    pub op_id: String,
+    /// What to do.
+    pub request: Json,
+    /// When it was asked.
+    pub requested_at: UnixMillis,
 }
 
 /// A resolved revision of a repository's ref.
@@ -249,6 +264,7 @@ impl<'a, R: KvRead> Overlay<'a, R> {
                 let existed = self.delete(keys::key(keys::APP, app))?;
                 self.delete(keys::key(keys::STATUS, app))?;
                 self.delete(keys::key(keys::OPERATION, app))?;
+                self.delete(keys::key(keys::PENDING, app))?;
                 Ok(changed_if(existed))
             }
             Command::PutProject { name, spec } => {
@@ -316,6 +332,13 @@ impl<'a, R: KvRead> Overlay<'a, R> {
                             });
                         }
                     }
+                }
+                let pending = keys::key(keys::PENDING, app);
+                if self
+                    .get::<PendingOperation>(&pending)?
+                    .is_some_and(|p| p.op_id == *op_id)
+                {
+                    self.delete(pending)?;
                 }
                 let rec = OperationRecord {
                     app: app.clone(),
@@ -410,6 +433,31 @@ impl<'a, R: KvRead> Overlay<'a, R> {
             Command::PutNodeInfo(info) => {
                 let key = keys::node(info.id);
                 Ok(self.put_if_changed::<NodeInfo>(key, info)?)
+            }
+            Command::RequestOperation {
+                app,
+                op_id,
+                request,
+                at,
+            } => {
+                check_app_key(app)?;
+                if self.get_raw(&keys::key(keys::APP, app))?.is_none() {
+                    return Err(ApplyError::NoSuchApp { app: app.into() });
+                }
+                let rec = PendingOperation {
+                    app: app.clone(),
+                    op_id: op_id.clone(),
+                    request: request.clone(),
+                    requested_at: *at,
+                };
+                Ok(self.put_if_changed(keys::key(keys::PENDING, app), &rec)?)
+            }
+            Command::RequestRefresh { app, .. } => {
+                check_app_key(app)?;
+                if self.get_raw(&keys::key(keys::APP, app))?.is_none() {
+                    return Err(ApplyError::NoSuchApp { app: app.into() });
+                }
+                Ok(Applied::Unchanged)
             }
         }
     }

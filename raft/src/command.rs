@@ -206,6 +206,29 @@ pub enum Command {
     },
     /// Publish a node's information.
     PutNodeInfo(NodeInfo),
+    /// Ask the owner of an application to run a sync operation. Not fenced: anyone may ask.
+    /// The request stays pending until an [`Command::OperationStarted`] with the same
+    /// `op_id` takes it, or a newer request replaces it.
+    RequestOperation {
+        /// `namespace/name`.
+        app: String,
+        /// The id the operation will carry.
+        op_id: String,
+        /// What to do (revision, prune, selection, who asked).
+        request: Json,
+        /// When it was asked.
+        at: UnixMillis,
+    },
+    /// Ask the owner of an application to reconcile it now. Changes no state: the owner
+    /// sees it on the change stream.
+    RequestRefresh {
+        /// `namespace/name`.
+        app: String,
+        /// Re-render even when the inputs look unchanged.
+        hard: bool,
+        /// When it was asked.
+        at: UnixMillis,
+    },
 }
 
 impl Command {
@@ -226,6 +249,8 @@ impl Command {
             Command::RemoveRepo { .. } => "remove_repo",
             Command::RecordRevision { .. } => "record_revision",
             Command::PutNodeInfo(_) => "put_node_info",
+            Command::RequestOperation { .. } => "request_operation",
+            Command::RequestRefresh { .. } => "request_refresh",
         }
     }
 }

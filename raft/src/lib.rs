@@ -27,7 +27,9 @@ pub mod state_machine;
 pub mod store;
 pub mod types;
 
-pub use apply::{AppRecord, OperationRecord, ProjectRecord, RevisionRecord, StatusRecord};
+pub use apply::{
+    AppRecord, OperationRecord, PendingOperation, ProjectRecord, RevisionRecord, StatusRecord,
+};
 pub use client::{ClientError, RemoteStore};
 pub use command::{
     Applied, ApplyError, ClusterRef, Command, CommandResult, Json, NodeInfo, RepoRef, Request,

@@ -5,7 +5,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::apply::{
-    decode, keys, AppRecord, OperationRecord, ProjectRecord, RevisionRecord, StatusRecord,
+    decode, keys, AppRecord, OperationRecord, PendingOperation, ProjectRecord, RevisionRecord,
+    StatusRecord,
 };
 use crate::command::{ClusterRef, NodeInfo, RepoRef};
 
@@ -77,6 +78,10 @@ impl StateReader {
     /// An application's current or last operation.
     pub fn operation(&self, app: &str) -> Result<Option<OperationRecord>, ReadError> {
         self.get(&keys::key(keys::OPERATION, app))
+    }
+    /// The sync operation requested for an application and not yet started, if any.
+    pub fn pending(&self, app: &str) -> Result<Option<PendingOperation>, ReadError> {
+        self.get(&keys::key(keys::PENDING, app))
     }
     /// The committed shard map, if any.
     pub fn shard_map(&self) -> Result<Option<ShardMap>, ReadError> {

@@ -409,7 +409,8 @@ impl Renderer {
     ) -> Result<Vec<Manifest>, RenderError> {
         let chart = p.source.chart.as_deref().unwrap_or("");
         let work = self.tempdir()?;
-        let cred = self.sources.credentials().for_repo(&p.source.repo_url);
+        let creds = self.sources.credentials();
+        let cred = creds.for_repo(&p.source.repo_url);
         let pass = p.source.helm.as_ref().is_some_and(|h| h.pass_credentials);
         let version = p.source.target_revision.as_deref().unwrap_or("");
         let chart_dir = helm::pull(

@@ -217,6 +217,7 @@ pub struct Resolved {
 /// The node's Git mirrors.
 pub struct SourceCache {
     config: SourceConfig,
+    credentials: std::sync::RwLock<Arc<Credentials>>,
     mirrors: Mutex<HashMap<String, Arc<Mirror>>>,
     permits: tokio::sync::Semaphore,
     fetches: AtomicU64,
@@ -239,6 +240,7 @@ impl SourceCache {
         })?;
         let permits = tokio::sync::Semaphore::new(config.max_parallel_fetches.max(1));
         Ok(Self {
+            credentials: std::sync::RwLock::new(Arc::new(config.credentials.clone())),
             config,
             mirrors: Mutex::new(HashMap::new()),
             permits,
@@ -246,9 +248,18 @@ impl SourceCache {
         })
     }
 
-    /// Credentials this cache uses.
-    pub fn credentials(&self) -> &Credentials {
-        &self.config.credentials
+    /// Credentials this cache uses now (a copy: they can be replaced at any time).
+    pub fn credentials(&self) -> Arc<Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replace the credentials (for example when repository Secrets change); fetches that
+    /// start afterwards use the new ones.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(credentials);
     }
 
     /// Number of fetches actually run (coalesced callers do not count).
@@ -294,7 +305,7 @@ impl SourceCache {
             .acquire()
             .await
             .map_err(|e| SourceError::Task(e.to_string()))?;
-        let cred = self.config.credentials.for_repo(url).cloned();
+        let cred = self.credentials().for_repo(url).cloned();
         let known = self.config.known_hosts.clone();
         let (m_url, m_path) = (mirror.url.clone(), mirror.path.clone());
         tokio::task::spawn_blocking(move || {
@@ -368,7 +379,7 @@ impl SourceCache {
             .acquire()
             .await
             .map_err(|e| SourceError::Task(e.to_string()))?;
-        let cred = self.config.credentials.for_repo(url).cloned();
+        let cred = self.credentials().for_repo(url).cloned();
         let known = self.config.known_hosts.clone();
         let (m_url, m_path, sha) = (mirror.url.clone(), mirror.path.clone(), sha.to_lowercase());
         let revision = sha.clone();

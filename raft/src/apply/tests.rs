@@ -286,3 +286,57 @@ fn json_text_is_checked_and_round_trips() {
         serde_json::Value::Null
     );
 }
+
+#[test]
+fn requested_operation_is_pending_until_started_with_its_id() {
+    let mut mem = Mem::new();
+    let app = "ns/app";
+    run(&mut mem, &[map(1, 1, 1), put_app(app, json!({}))]);
+    let ask = |op: &str| Command::RequestOperation {
+        app: app.into(),
+        op_id: op.into(),
+        request: Json::from(json!({"prune": true})),
+        at: 5,
+    };
+    let start = |id: &str| Command::OperationStarted {
+        app: app.into(),
+        node: 1,
+        epoch: 1,
+        op_id: id.into(),
+        request: Json::from(json!({})),
+        at: 6,
+    };
+    let finish = |id: &str| Command::OperationFinished {
+        app: app.into(),
+        node: 1,
+        epoch: 1,
+        op_id: id.into(),
+        result: Json::from(json!({})),
+        at: 7,
+    };
+    let pending = |mem: &Mem| mem.contains_key(&keys::key(keys::PENDING, app));
+    assert_eq!(run(&mut mem, &[ask("op-1")]), vec![Ok(Applied::Changed)]);
+    assert_eq!(run(&mut mem, &[ask("op-1")]), vec![Ok(Applied::Unchanged)]);
+    assert!(pending(&mem));
+    // Another operation starting leaves the request pending.
+    run(&mut mem, &[start("other"), finish("other")]);
+    assert!(pending(&mem));
+    run(&mut mem, &[start("op-1")]);
+    assert!(!pending(&mem));
+    // Unknown apps cannot be asked for anything.
+    let unknown = Command::RequestRefresh {
+        app: "ns/zzz".into(),
+        hard: false,
+        at: 1,
+    };
+    assert!(matches!(
+        run(&mut mem, &[unknown])[0],
+        Err(ApplyError::NoSuchApp { .. })
+    ));
+    // Deleting the app drops a pending request.
+    run(
+        &mut mem,
+        &[ask("op-2"), Command::DeleteApp { app: app.into() }],
+    );
+    assert!(!pending(&mem));
+}
