@@ -41,7 +41,9 @@ pub use network::TlsPaths;
 pub use reads::{ReadError, StateReader};
 pub use shards::{ShardConfig, ShardEvent, ShardNode, ShardsError};
 pub use state_machine::ChangeEvent;
-pub use store::{ProposeError, Proposed, Store, StoreError};
+pub use store::{
+    change_membership_via, MembershipChange, ProposeError, Proposed, Store, StoreError,
+};
 
 /// Re-exported so callers can build [`Json`] payloads without naming the version.
 pub use serde_json;

@@ -45,6 +45,8 @@ pub struct StoreMetrics {
     pub voters: Vec<u64>,
     /// Non-voting members.
     pub learners: Vec<u64>,
+    /// Every member's peer address, voters and learners.
+    pub addresses: BTreeMap<u64, String>,
     /// Per-follower progress; filled on the leader only.
     pub followers: BTreeMap<u64, FollowerProgress>,
 }
@@ -94,6 +96,10 @@ impl StoreMetrics {
             purged_index: idx(&m.purged),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
+            addresses: membership
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
             followers,
         }
     }

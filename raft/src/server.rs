@@ -3,8 +3,8 @@
 use flotilla_proto::raft::raft_peer_server::RaftPeer;
 use flotilla_proto::raft::store_client_server::StoreClient;
 use flotilla_proto::raft::{
-    ProposeRequest, ProposeResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse, ReadRequest,
-    ReadResponse, SnapshotChunk,
+    MembershipRequest, MembershipResponse, ProposeRequest, ProposeResponse, RaftPayload,
+    ReadIndexRequest, ReadIndexResponse, ReadRequest, ReadResponse, SnapshotChunk,
 };
 use futures::StreamExt;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
@@ -261,6 +261,28 @@ impl StoreClient for ClientService {
                 leader_addr: leader_addr.unwrap_or_default(),
             })),
             Err(e) => Err(Status::unavailable(e.to_string())),
+        }
+    }
+
+    async fn change_membership(
+        &self,
+        req: Request<MembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let change = crate::store::MembershipChange::from_request(req.into_inner())
+            .map_err(Status::invalid_argument)?;
+        match self.store()?.change_membership_local(change).await {
+            Ok(()) => Ok(Response::new(MembershipResponse {
+                leader_id: 0,
+                leader_addr: String::new(),
+            })),
+            Err(crate::store::StoreError::Propose(ProposeError::NotLeader {
+                leader_id,
+                leader_addr,
+            })) => Ok(Response::new(MembershipResponse {
+                leader_id: leader_id.unwrap_or(u64::MAX),
+                leader_addr: leader_addr.unwrap_or_default(),
+            })),
+            Err(e) => Err(Status::failed_precondition(e.to_string())),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use flotilla_proto::raft::raft_peer_server::RaftPeerServer;
 use flotilla_proto::raft::store_client_server::StoreClientServer;
-use flotilla_proto::raft::{ProposeRequest, ReadIndexRequest};
+use flotilla_proto::raft::{MembershipRequest, ProposeRequest, ReadIndexRequest};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ReadPolicy, SnapshotPolicy};
@@ -94,6 +94,68 @@ pub enum ProposeError {
         message: String,
     },
 }
+
+/// A membership change that any member, or a process that is not a member yet, can ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a learner; done once it has caught up with the log.
+    AddLearner {
+        /// Its Raft id.
+        id: u64,
+        /// Its peer address.
+        addr: String,
+    },
+    /// Turn learners into voters.
+    Promote(BTreeSet<u64>),
+    /// Remove members (voters are demoted first).
+    Remove(BTreeSet<u64>),
+}
+
+impl MembershipChange {
+    fn to_request(&self) -> MembershipRequest {
+        match self {
+            MembershipChange::AddLearner { id, addr } => MembershipRequest {
+                op: "add_learner".into(),
+                ids: vec![*id],
+                addr: addr.clone(),
+            },
+            MembershipChange::Promote(ids) => MembershipRequest {
+                op: "promote".into(),
+                ids: ids.iter().copied().collect(),
+                addr: String::new(),
+            },
+            MembershipChange::Remove(ids) => MembershipRequest {
+                op: "remove".into(),
+                ids: ids.iter().copied().collect(),
+                addr: String::new(),
+            },
+        }
+    }
+
+    pub(crate) fn from_request(r: MembershipRequest) -> Result<Self, String> {
+        let ids: BTreeSet<u64> = r.ids.into_iter().collect();
+        if ids.is_empty() || ids.contains(&0) {
+            return Err("membership change needs node ids, all ≥ 1".into());
+        }
+        match r.op.as_str() {
+            "add_learner" => match (ids.len(), r.addr.is_empty()) {
+                (1, false) => Ok(MembershipChange::AddLearner {
+                    id: ids.into_iter().next().unwrap_or_default(),
+                    addr: r.addr,
+                }),
+                _ => Err("add_learner needs exactly one id and an address".into()),
+            },
+            "promote" => Ok(MembershipChange::Promote(ids)),
+            "remove" => Ok(MembershipChange::Remove(ids)),
+            other => Err(format!(
+                "unknown membership operation {other:?}; expected add_learner, promote or remove"
+            )),
+        }
+    }
+}
+
+/// How long a forwarded membership change may take (adding a learner waits for it to catch up).
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The outcome of a proposal: where it was committed and one result per command.
 #[derive(Debug, Clone, PartialEq)]
@@ -556,6 +618,41 @@ impl Store {
             .map_err(membership_err)
     }
 
+    /// Make a membership change on this member, which must lead.
+    pub(crate) async fn change_membership_local(
+        &self,
+        change: MembershipChange,
+    ) -> Result<(), StoreError> {
+        match change {
+            MembershipChange::AddLearner { id, addr } => self.add_learner(id, addr).await,
+            MembershipChange::Promote(ids) => self.promote(ids).await,
+            MembershipChange::Remove(ids) => self.remove(ids).await,
+        }
+    }
+
+    /// Make a membership change wherever the leader is: here, or forwarded to it.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<(), StoreError> {
+        match self.change_membership_local(change.clone()).await {
+            Err(StoreError::Propose(ProposeError::NotLeader {
+                leader_addr: Some(addr),
+                leader_id: Some(l),
+            })) if l != self.id() => {
+                change_membership_via(&[addr], &change, self.inner.cfg.leader_wait).await
+            }
+            Err(StoreError::Propose(ProposeError::NotLeader { .. })) => {
+                let peers: Vec<String> = self
+                    .metrics()
+                    .addresses
+                    .into_iter()
+                    .filter(|(id, _)| *id != self.id())
+                    .map(|(_, addr)| addr)
+                    .collect();
+                change_membership_via(&peers, &change, self.inner.cfg.leader_wait).await
+            }
+            other => other,
+        }
+    }
+
     /// Ask the leader (this member) to hand leadership to `to`, for a graceful stop.
     pub async fn transfer_leadership(&self, to: u64) -> Result<(), StoreError> {
         let m = self.inner.raft.metrics().borrow_watched().clone();
@@ -696,6 +793,74 @@ async fn write_batch(raft: &Raft, batch: Vec<Proposal>) {
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }
+        }
+    }
+}
+
+/// Make a membership change through any of `peers` (peer addresses of members): each is asked
+/// in turn and a non-leader's answer leads to the leader. Used by a process that is not a
+/// member yet (to join) and by members that do not lead. Retries until `wait` has passed.
+pub async fn change_membership_via(
+    peers: &[String],
+    change: &MembershipChange,
+    wait: Duration,
+) -> Result<(), StoreError> {
+    use flotilla_proto::raft::store_client_client::StoreClientClient;
+    if peers.is_empty() {
+        return Err(StoreError::Config(
+            "no peer address to ask for a membership change".into(),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut queue: std::collections::VecDeque<String> = peers.iter().cloned().collect();
+    let mut last = String::from("no peer answered");
+    loop {
+        let addr = match queue.pop_front() {
+            Some(a) => a,
+            None => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::Propose(ProposeError::Forward {
+                        addr: peers.join(","),
+                        message: last,
+                    }));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                queue.extend(peers.iter().cloned());
+                continue;
+            }
+        };
+        let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+            Ok(e) => e.connect_timeout(Duration::from_secs(2)),
+            Err(e) => {
+                last = format!("{addr}: {e}");
+                continue;
+            }
+        };
+        let channel = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                last = format!("{addr}: {e}");
+                continue;
+            }
+        };
+        let mut client = StoreClientClient::new(channel);
+        let mut req = tonic::Request::new(change.to_request());
+        req.set_timeout(MEMBERSHIP_TIMEOUT);
+        match client.change_membership(req).await {
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                if resp.leader_id == 0 {
+                    return Ok(());
+                }
+                last = format!("{addr} is not the leader");
+                if !resp.leader_addr.is_empty() && resp.leader_addr != addr {
+                    queue.push_front(resp.leader_addr);
+                }
+            }
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                last = format!("{addr}: {}", s.message());
+            }
+            Err(s) => last = format!("{addr}: {}", s.message()),
         }
     }
 }

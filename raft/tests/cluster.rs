@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use common::*;
 use flotilla_raft::{Applied, ApplyError, ChangeEvent, Command, Json, StoreError};
@@ -263,6 +264,63 @@ async fn learner_is_added_promoted_and_removed() {
         .propose(put_app(6))
         .await
         .expect("propose after removal");
+    for s in &stores {
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_joins_and_leaves_through_a_follower() {
+    use flotilla_raft::{change_membership_via, MembershipChange};
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stores = group(3, dir.path(), |_| {}).await;
+    let leader = wait_leader(&stores).await;
+    let follower = &stores[(leader + 1) % 3];
+    stores[leader].propose(put_app(0)).await.expect("propose");
+
+    // A process that is not a member asks a follower; the follower points it at the leader.
+    let four = flotilla_raft::Store::start(config(4, dir.path(), "127.0.0.1:0"))
+        .await
+        .expect("start 4");
+    let join = MembershipChange::AddLearner {
+        id: 4,
+        addr: four.addr().to_string(),
+    };
+    change_membership_via(
+        &[follower.addr().to_string()],
+        &join,
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("join through a follower");
+    wait_until("joined learner has the data", 20, || async {
+        has_app(&four, 0)
+    })
+    .await;
+
+    // Members that do not lead forward their changes too.
+    follower
+        .change_membership(MembershipChange::Promote(BTreeSet::from([4])))
+        .await
+        .expect("promote through a follower");
+    assert!(stores[leader].metrics().voters.contains(&4));
+    four.change_membership(MembershipChange::Remove(BTreeSet::from([4])))
+        .await
+        .expect("a member removes itself through the leader");
+    let m = stores[leader].metrics();
+    assert!(!m.voters.contains(&4) && !m.learners.contains(&4), "{m:?}");
+
+    // A bad request is refused with a reason, not retried forever.
+    let bad = change_membership_via(
+        &["127.0.0.1:1".to_string()],
+        &join,
+        Duration::from_millis(500),
+    )
+    .await
+    .expect_err("nobody listens there");
+    assert!(bad.to_string().contains("127.0.0.1:1"), "{bad}");
+    four.shutdown().await;
     for s in &stores {
         s.shutdown().await;
     }
