@@ -112,6 +112,33 @@ pub struct Args {
     /// Shutdown grace period in seconds (default 30).
     #[arg(long, env = "FLOTILLA_GRACE_PERIOD_SECONDS")]
     pub grace_period_seconds: Option<u64>,
+    /// Kubeconfig of the management cluster holding Applications, AppProjects and Secrets
+    /// (default: in-cluster when running in a pod, else none).
+    #[arg(long, env = "FLOTILLA_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespaces watched for Applications, comma separated (default argocd).
+    #[arg(long, env = "FLOTILLA_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Namespace of cluster and repository Secrets and of AppProjects (default: the first
+    /// of --namespaces).
+    #[arg(long, env = "FLOTILLA_SECRETS_NAMESPACE")]
+    pub secrets_namespace: Option<String>,
+    /// A directory of Application manifests to manage (app of apps).
+    #[arg(long, env = "FLOTILLA_APPS_DIR")]
+    pub apps_dir: Option<PathBuf>,
+    /// Allow repositories given as local paths or file:// URLs (development only: whoever
+    /// writes an Application could read any repository on the node's disk).
+    #[arg(long, env = "FLOTILLA_ALLOW_LOCAL_REPOS")]
+    pub allow_local_repos: bool,
+    /// Seconds between periodic reconciliations of each app (default 180, with jitter).
+    #[arg(long, env = "FLOTILLA_RESYNC_SECONDS")]
+    pub resync_seconds: Option<u64>,
+    /// Seconds between polls of each repository (default 180; webhooks are immediate).
+    #[arg(long, env = "FLOTILLA_REPO_POLL_SECONDS")]
+    pub repo_poll_seconds: Option<u64>,
+    /// Apps reconciled at once on this node (default 16).
+    #[arg(long, env = "FLOTILLA_WORKERS")]
+    pub workers: Option<usize>,
 }
 
 /// Every long flag name of [`Args`] (without `--`), for checking deploy manifests.
@@ -162,6 +189,22 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     /// See [`Args::grace_period_seconds`].
     pub grace_period_seconds: Option<u64>,
+    /// See [`Args::kubeconfig`].
+    pub kubeconfig: Option<PathBuf>,
+    /// See [`Args::namespaces`].
+    pub namespaces: Option<Vec<String>>,
+    /// See [`Args::secrets_namespace`].
+    pub secrets_namespace: Option<String>,
+    /// See [`Args::apps_dir`].
+    pub apps_dir: Option<PathBuf>,
+    /// See [`Args::allow_local_repos`].
+    pub allow_local_repos: Option<bool>,
+    /// See [`Args::resync_seconds`].
+    pub resync_seconds: Option<u64>,
+    /// See [`Args::repo_poll_seconds`].
+    pub repo_poll_seconds: Option<u64>,
+    /// See [`Args::workers`].
+    pub workers: Option<usize>,
 }
 
 /// A secret value whose `Debug` never shows it.
@@ -251,6 +294,29 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     /// Shutdown grace period (default 30 s).
     pub grace_period: Duration,
+    /// What the node reconciles and how often.
+    pub controller: ControllerConfig,
+}
+
+/// Where the node's applications come from and how it reconciles them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// Management cluster kubeconfig (default: in-cluster in a pod, else none).
+    pub kubeconfig: Option<PathBuf>,
+    /// Application namespaces (default `argocd`).
+    pub namespaces: Vec<String>,
+    /// Namespace of Secrets and AppProjects (default: the first application namespace).
+    pub secrets_namespace: String,
+    /// A directory of Application manifests (default none).
+    pub apps_dir: Option<PathBuf>,
+    /// Allow local repositories (default false).
+    pub allow_local_repos: bool,
+    /// Periodic reconciliation (default 180 s).
+    pub resync: Duration,
+    /// Repository polling (default 180 s).
+    pub repo_poll: Duration,
+    /// Apps reconciled at once (default 16).
+    pub workers: usize,
 }
 
 impl NodeConfig {
@@ -653,7 +719,9 @@ pub fn load(src: Sources<'_>) -> Result<NodeConfig, ConfigError> {
         )?
         .map_or(DEFAULT_GRACE_PERIOD_SECONDS, |(v, _)| v);
 
+    let controller = r.controller()?;
     Ok(NodeConfig {
+        controller,
         node_id,
         data_dir: r
             .pick(
@@ -678,7 +746,120 @@ pub fn load(src: Sources<'_>) -> Result<NodeConfig, ConfigError> {
     })
 }
 
+/// Default Application namespace.
+pub const DEFAULT_NAMESPACE: &str = "argocd";
+/// Default periodic reconciliation and repository polling, as Argo CD's
+/// `timeout.reconciliation`.
+pub const DEFAULT_RESYNC_SECONDS: u64 = 180;
+/// Default apps reconciled at once.
+pub const DEFAULT_WORKERS: usize = 16;
+
 impl Resolver<'_> {
+    fn controller(&self) -> Result<ControllerConfig, ConfigError> {
+        let a = self.src.args;
+        let f = &self.file;
+        let positive = |name: &str, v: Option<(u64, String)>, default: u64| match v {
+            Some((0, at)) => Err(ConfigError::Invalid {
+                at,
+                message: format!("{name} must be at least 1, got 0"),
+            }),
+            Some((v, _)) => Ok(v),
+            None => Ok(default),
+        };
+        let list = |s: &str| -> Result<Vec<String>, String> {
+            Ok(s.split(',')
+                .map(|x| x.trim().to_owned())
+                .filter(|x| !x.is_empty())
+                .collect())
+        };
+        let flag_ns = (!a.namespaces.is_empty()).then(|| a.namespaces.clone());
+        let namespaces = match self.pick(flag_ns, "namespaces", list, f.namespaces.clone())? {
+            Some((v, at)) if v.is_empty() => {
+                return Err(ConfigError::Invalid {
+                    at,
+                    message: "needs at least one namespace".into(),
+                })
+            }
+            Some((v, _)) => v,
+            None => vec![DEFAULT_NAMESPACE.to_owned()],
+        };
+        let secrets_namespace = self
+            .pick(
+                a.secrets_namespace.clone(),
+                "secrets_namespace",
+                |s| Ok(s.trim().to_owned()),
+                f.secrets_namespace.clone(),
+            )?
+            .map_or_else(|| namespaces[0].clone(), |(v, _)| v);
+        let boolean = |s: &str| match s.trim() {
+            "true" | "1" => Ok(true),
+            "false" | "0" | "" => Ok(false),
+            o => Err(format!("must be true or false, got {o:?}")),
+        };
+        let allow_local_repos = self
+            .pick(
+                a.allow_local_repos.then_some(true),
+                "allow_local_repos",
+                boolean,
+                f.allow_local_repos,
+            )?
+            .is_some_and(|(v, _)| v);
+        let resync = positive(
+            "resync seconds",
+            self.pick(
+                a.resync_seconds,
+                "resync_seconds",
+                parse_from_str("an integer"),
+                f.resync_seconds,
+            )?,
+            DEFAULT_RESYNC_SECONDS,
+        )?;
+        let repo_poll = positive(
+            "repository poll seconds",
+            self.pick(
+                a.repo_poll_seconds,
+                "repo_poll_seconds",
+                parse_from_str("an integer"),
+                f.repo_poll_seconds,
+            )?,
+            DEFAULT_RESYNC_SECONDS,
+        )?;
+        let workers = positive(
+            "workers",
+            self.pick(
+                a.workers.map(|w| w as u64),
+                "workers",
+                parse_from_str("an integer"),
+                f.workers.map(|w| w as u64),
+            )?,
+            DEFAULT_WORKERS as u64,
+        )?;
+        Ok(ControllerConfig {
+            kubeconfig: self
+                .pick(
+                    a.kubeconfig.clone(),
+                    "kubeconfig",
+                    |s| Ok(s.into()),
+                    f.kubeconfig.clone(),
+                )?
+                .map(|(v, _)| v),
+            namespaces,
+            secrets_namespace,
+            apps_dir: self
+                .pick(
+                    a.apps_dir.clone(),
+                    "apps_dir",
+                    |s| Ok(s.into()),
+                    f.apps_dir.clone(),
+                )?
+                .map(|(v, _)| v),
+            allow_local_repos,
+            resync: Duration::from_secs(resync),
+            repo_poll: Duration::from_secs(repo_poll),
+            workers: workers as usize,
+        })
+    }
+
     /// A secret from `--NAME-file` (flag, env, file) or inline `FLOTILLA_NAME`; not both.
     fn secret(
         &self,

@@ -317,11 +317,71 @@ fn flag_names_list_every_long_flag() {
         "api-token-file",
         "webhook-secret-file",
         "grace-period-seconds",
+        "kubeconfig",
+        "namespaces",
+        "secrets-namespace",
+        "apps-dir",
+        "allow-local-repos",
+        "resync-seconds",
+        "repo-poll-seconds",
+        "workers",
     ] {
         assert!(
             names.iter().any(|n| n == want),
             "missing {want} in {names:?}"
         );
     }
-    assert_eq!(names.len(), 18);
+    assert_eq!(names.len(), 26);
+}
+
+#[test]
+fn controller_settings_have_defaults_and_checked_values() {
+    let env = HashMap::new();
+    let args = parse_args(&["--node-id", "1"]);
+    let cfg = load(Sources {
+        args: &args,
+        env: &env,
+        file: None,
+        hostname: None,
+    })
+    .expect("defaults");
+    assert_eq!(cfg.controller.namespaces, vec!["argocd".to_string()]);
+    assert_eq!(cfg.controller.secrets_namespace, "argocd");
+    assert!(!cfg.controller.allow_local_repos);
+    assert_eq!(cfg.controller.resync, Duration::from_secs(180));
+
+    let args = parse_args(&[
+        "--node-id",
+        "1",
+        "--namespaces",
+        "apps,team-a",
+        "--allow-local-repos",
+        "--resync-seconds",
+        "5",
+    ]);
+    let env = HashMap::from([("FLOTILLA_WORKERS".to_string(), "4".to_string())]);
+    let cfg = load(Sources {
+        args: &args,
+        env: &env,
+        file: Some(("node.yaml", "repoPollSeconds: 7\nsecretsNamespace: ops\n")),
+        hostname: None,
+    })
+    .expect("values");
+    let c = &cfg.controller;
+    assert_eq!(c.namespaces, vec!["apps".to_string(), "team-a".to_string()]);
+    assert_eq!(c.secrets_namespace, "ops");
+    assert!(c.allow_local_repos);
+    assert_eq!(c.resync, Duration::from_secs(5));
+    assert_eq!(c.repo_poll, Duration::from_secs(7));
+    assert_eq!(c.workers, 4);
+
+    let env = HashMap::from([("FLOTILLA_WORKERS".to_string(), "0".to_string())]);
+    let err = load(Sources {
+        args: &parse_args(&["--node-id", "1"]),
+        env: &env,
+        file: None,
+        hostname: None,
+    })
+    .expect_err("zero workers");
+    assert!(err.to_string().contains("FLOTILLA_WORKERS"), "{err}");
 }
