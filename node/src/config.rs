@@ -499,6 +499,34 @@ pub fn parse_file(name: &str, text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// Resolve the node configuration of this process: its flags, its environment, the file named
+/// by `--config` and the machine's hostname.
+pub fn load_from_process(args: &Args) -> Result<NodeConfig, ConfigError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let hostname = env
+        .get("HOSTNAME")
+        .cloned()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty());
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                file: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            Some((path.display().to_string(), text))
+        }
+        None => None,
+    };
+    load(Sources {
+        args,
+        env: &env,
+        file: file.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+        hostname: hostname.as_deref(),
+    })
+}
+
 /// Resolve the node configuration: flags > environment > file > defaults.
 pub fn load(src: Sources<'_>) -> Result<NodeConfig, ConfigError> {
     let file = match src.file {

@@ -17,6 +17,7 @@ pub mod health;
 pub mod live;
 pub mod model;
 pub mod render;
+pub mod server;
 pub mod source;
 pub mod status;
 pub mod sync;

@@ -3,6 +3,10 @@ use flotilla_node::cli::{init_logging, Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Node(args) = &cli.command {
+        // The node's log format may also come from its configuration file.
+        return run_node(args, cli.log_format);
+    }
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Version => {
@@ -27,6 +31,7 @@ fn main() -> std::process::ExitCode {
             });
             return verdict(r, "out of sync");
         }
+        Command::Node(_) => Ok(()),
         Command::Sync(args) => {
             let r = runtime().and_then(|rt| {
                 rt.block_on(flotilla_node::cli::engine::run_sync(
@@ -38,6 +43,41 @@ fn main() -> std::process::ExitCode {
         }
     };
     match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_node(
+    args: &flotilla_node::config::Args,
+    log_format: flotilla_node::cli::LogFormat,
+) -> std::process::ExitCode {
+    let cfg = match flotilla_node::config::load_from_process(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(match log_format {
+        flotilla_node::cli::LogFormat::Json => log_format,
+        flotilla_node::cli::LogFormat::Text => cfg.log_format,
+    });
+    let r = runtime().and_then(|rt| {
+        rt.block_on(flotilla_node::server::run(cfg, async {
+            match flotilla_node::server::stop_signal().await {
+                Ok(kind) => kind,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for signals; stopping");
+                    flotilla_node::server::StopKind::Stop
+                }
+            }
+        }))
+    });
+    match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
