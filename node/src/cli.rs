@@ -45,6 +45,8 @@ pub enum Command {
     /// Sync an Application to its destination cluster once (exit 0 on success, 1 when the
     /// sync failed, 2 on error).
     Sync(engine::SyncArgs),
+    /// Run three nodes, a simulated cluster and example apps on this machine.
+    Dev(crate::dev::DevArgs),
     /// Run a controller node (one per StatefulSet pod).
     Node(crate::config::Args),
 }

@@ -32,6 +32,13 @@ fn main() -> std::process::ExitCode {
             return verdict(r, "out of sync");
         }
         Command::Node(_) => Ok(()),
+        Command::Dev(args) => {
+            let r = runtime().and_then(|rt| rt.block_on(flotilla_node::dev::run(&args)));
+            return verdict(
+                r,
+                "flotilla dev: not every application became Synced and Healthy",
+            );
+        }
         Command::Sync(args) => {
             let r = runtime().and_then(|rt| {
                 rt.block_on(flotilla_node::cli::engine::run_sync(

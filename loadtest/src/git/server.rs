@@ -75,6 +75,8 @@ pub struct GitServerConfig {
     pub git_binary: PathBuf,
     /// Most `git http-backend` processes running at once; further requests wait.
     pub max_concurrent_backends: usize,
+    /// Port on 127.0.0.1 to listen on; 0 picks a free one.
+    pub port: u16,
 }
 
 impl Default for GitServerConfig {
@@ -85,6 +87,7 @@ impl Default for GitServerConfig {
             max_body_bytes: 256 << 20,
             git_binary: PathBuf::from("git"),
             max_concurrent_backends: 32,
+            port: 0,
         }
     }
 }
@@ -114,7 +117,7 @@ impl GitServer {
         if !root.is_dir() {
             return Err(ServerError::RootNotDirectory { path: root });
         }
-        let listener = TcpListener::bind(("127.0.0.1", 0))
+        let listener = TcpListener::bind(("127.0.0.1", config.port))
             .await
             .map_err(ServerError::Bind)?;
         let addr = listener.local_addr().map_err(ServerError::Bind)?;
