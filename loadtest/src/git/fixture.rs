@@ -235,6 +235,11 @@ impl Fixture {
         app_dir(i)
     }
 
+    /// The Argo CD `Application` manifest of app `i`, as committed under `applications/`.
+    pub fn application_yaml(&self, i: usize) -> String {
+        application_manifest(&self.spec, i)
+    }
+
     /// The destination cluster name of app `i`.
     pub fn cluster_of(&self, i: usize) -> String {
         format!("sim-{}", i % self.spec.clusters)
