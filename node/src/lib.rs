@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod clusters;
 pub mod config;
+pub mod controller;
 pub mod diff;
 pub mod health;
 pub mod live;
