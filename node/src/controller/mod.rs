@@ -502,23 +502,17 @@ impl Inner {
                     }
                 }
             }
-            Command::RequestRefresh { app, hard, .. } => {
-                if self.owns(app) {
-                    if *hard {
-                        self.with_state(app, |s| s.hard = true);
-                    }
-                    self.enqueue(app, Duration::ZERO);
+            Command::RequestRefresh { app, hard, .. } if self.owns(app) => {
+                if *hard {
+                    self.with_state(app, |s| s.hard = true);
                 }
+                self.enqueue(app, Duration::ZERO);
             }
-            Command::RequestOperation { app, .. } => {
-                if self.owns(app) {
-                    self.enqueue(app, Duration::ZERO);
-                }
+            Command::RequestOperation { app, .. } if self.owns(app) => {
+                self.enqueue(app, Duration::ZERO);
             }
-            Command::SetShardMap(map) => {
-                if map.shard_count() > 0 {
-                    self.shard_count.store(map.shard_count(), Ordering::Relaxed);
-                }
+            Command::SetShardMap(map) if map.shard_count() > 0 => {
+                self.shard_count.store(map.shard_count(), Ordering::Relaxed);
             }
             _ => {}
         }
