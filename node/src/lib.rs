@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clusters;
 pub mod config;
 pub mod dev;
+pub mod controller;
 pub mod diff;
 pub mod health;
 pub mod live;

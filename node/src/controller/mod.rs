@@ -1,0 +1,640 @@
+//! The controller: reconciles, on each node, the applications of the shards the node owns.
+//!
+//! Start with [`Controller::start`]. It runs one event loop and [`ControllerSettings::workers`]
+//! workers over a [`queue::WorkQueue`] keyed by application. The event loop turns triggers
+//! into queue entries: application and project changes, recorded revisions, requested
+//! refreshes and operations (all from the store's change stream), drift of managed objects
+//! (from a [`LiveCache`] with one watch per destination cluster and kind), ownership changes
+//! (from the [`ShardNode`]), and a periodic resync with jitter. A worker reconciles one app
+//! ([`reconcile`]): project checks ([`project`]), render, compare with live state, health,
+//! status (written only when it changed), and sync operations (requested, automated, or
+//! self-heal), every write fenced by [`ShardNode::may_act`].
+
+pub mod project;
+pub mod queue;
+mod reconcile;
+
+use crate::clusters::{Cluster, ClusterRegistry};
+use crate::diff::IgnoreRule;
+use crate::health::lua::Customizations;
+use crate::live::cache::{ChangeReceiver, LiveCache};
+use crate::live::Tracking;
+use crate::render::Renderer;
+use flotilla_raft::{ChangeEvent, Command, ShardEvent, ShardNode, Store};
+use flotilla_shard::{shard_of, ShardId};
+use queue::{Added, WorkQueue};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What the controller needs from the node.
+#[derive(Clone)]
+pub struct ControllerDeps {
+    /// The replicated store.
+    pub store: Store,
+    /// Shard ownership of this node.
+    pub shards: Arc<ShardNode>,
+    /// Destination clusters.
+    pub clusters: Arc<ClusterRegistry>,
+    /// The renderer (with its Git source cache).
+    pub renderer: Arc<Renderer>,
+}
+
+/// How the controller works.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// How often every app is reconciled without a trigger (Argo CD's
+    /// `timeout.reconciliation`, 180 s).
+    pub resync: Duration,
+    /// Up to this much is added at random to each app's resync, to spread the load.
+    pub resync_jitter: Duration,
+    /// Apps reconciled at once on this node.
+    pub workers: usize,
+    /// Apps reconciled at once per destination cluster.
+    pub per_cluster: usize,
+    /// Triggers within this window are coalesced into one reconcile.
+    pub debounce: Duration,
+    /// How managed objects are marked.
+    pub tracking: Tracking,
+    /// The first wait before an automated sync is tried again after a failure.
+    pub self_heal_backoff: Duration,
+    /// The longest such wait.
+    pub self_heal_backoff_max: Duration,
+    /// How long one sync step may take to become healthy.
+    pub sync_step_timeout: Duration,
+    /// How often health is polled while a sync waits.
+    pub sync_poll_interval: Duration,
+    /// How soon an app whose reconcile failed for a transient reason is tried again.
+    pub error_retry: Duration,
+    /// Most apps queued at once.
+    pub queue_capacity: usize,
+    /// Deployed revisions kept in the status when the app does not say.
+    pub history_limit: usize,
+    /// Custom health checks.
+    pub customizations: Arc<Customizations>,
+    /// System-level `ignoreDifferences` rules, applied with each app's own.
+    pub ignore: Vec<IgnoreRule>,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(180),
+            resync_jitter: Duration::from_secs(18),
+            workers: 16,
+            per_cluster: 8,
+            debounce: Duration::from_millis(250),
+            tracking: Tracking::Label,
+            self_heal_backoff: Duration::from_secs(2),
+            self_heal_backoff_max: Duration::from_secs(180),
+            sync_step_timeout: Duration::from_secs(300),
+            sync_poll_interval: Duration::from_millis(500),
+            error_retry: Duration::from_secs(10),
+            queue_capacity: 100_000,
+            history_limit: 10,
+            customizations: Arc::new(Customizations::none()),
+            ignore: Vec::new(),
+        }
+    }
+}
+
+/// Counters of a running controller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControllerStats {
+    /// Apps queued and ready now.
+    pub queue_depth: usize,
+    /// Apps queued in all (ready, debounced, or waiting for their resync).
+    pub queued: usize,
+    /// Apps being reconciled.
+    pub running: usize,
+    /// Reconciles done.
+    pub reconciles_total: u64,
+    /// Sync operations run.
+    pub syncs_total: u64,
+    /// Status writes proposed.
+    pub status_writes_total: u64,
+    /// Reconciles dropped because this node may not act on the app's shard.
+    pub not_owned_total: u64,
+}
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// This node may not act on the app (not its shard, no lease, or fenced by the store).
+    #[error("application {0} is not ours to act on")]
+    NotOurs(String),
+    /// A store read failed.
+    #[error(transparent)]
+    Read(#[from] flotilla_raft::ReadError),
+    /// A proposal failed.
+    #[error(transparent)]
+    Store(#[from] flotilla_raft::StoreError),
+    /// A document could not be encoded or decoded.
+    #[error("application {app}: {what}: {source}")]
+    Json {
+        /// The app.
+        app: String,
+        /// Which document.
+        what: &'static str,
+        /// Cause.
+        source: serde_json::Error,
+    },
+}
+
+/// Per-app state kept between reconciles.
+#[derive(Default)]
+struct AppState {
+    /// A recorded revision differs: fetch before rendering.
+    fetch: bool,
+    /// A hard refresh was asked for.
+    hard: bool,
+    /// Cancels the running sync.
+    cancel: Option<CancellationToken>,
+    /// Automated syncs wait until then after a failure, and the current wait.
+    backoff: Option<(tokio::time::Instant, Duration)>,
+}
+
+/// What the controller remembers about an app's spec, for routing triggers.
+#[derive(Debug, Clone, Default)]
+struct Indexed {
+    name: String,
+    project: String,
+    /// (normalized repository URL, ref) of each Git source.
+    sources: Vec<(String, String)>,
+}
+
+pub(crate) struct Inner {
+    deps: ControllerDeps,
+    settings: ControllerSettings,
+    queue: WorkQueue,
+    live: LiveCache,
+    watched: Mutex<HashSet<String>>,
+    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    apps: Mutex<HashMap<String, AppState>>,
+    index: Mutex<HashMap<String, Indexed>>,
+    last_fetch: Mutex<HashMap<String, tokio::time::Instant>>,
+    shard_count: AtomicU32,
+    paused: AtomicBool,
+    reconciles: AtomicU64,
+    syncs: AtomicU64,
+    status_writes: AtomicU64,
+    not_owned: AtomicU64,
+    seq: AtomicU64,
+    cancel: CancellationToken,
+}
+
+/// A running controller.
+pub struct Controller {
+    inner: Arc<Inner>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Controller {
+    /// Start the event loop and the workers; they stop when `cancel` fires.
+    pub fn start(
+        deps: ControllerDeps,
+        settings: ControllerSettings,
+        cancel: CancellationToken,
+    ) -> Controller {
+        let (live, changes) = LiveCache::new(settings.tracking);
+        // Subscribe before the first full read, so nothing applied in between is missed.
+        let store_events = deps.store.subscribe();
+        let shard_events = deps.shards.changes();
+        let inner = Arc::new(Inner {
+            queue: WorkQueue::new(settings.queue_capacity),
+            live,
+            watched: Mutex::default(),
+            permits: Mutex::default(),
+            apps: Mutex::default(),
+            index: Mutex::default(),
+            last_fetch: Mutex::default(),
+            shard_count: AtomicU32::new(0),
+            paused: AtomicBool::new(false),
+            reconciles: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            status_writes: AtomicU64::new(0),
+            not_owned: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            cancel: cancel.clone(),
+            deps,
+            settings,
+        });
+        inner.rebuild_index();
+        inner.enqueue_owned(Duration::ZERO);
+        let mut tasks = vec![tokio::spawn(event_loop(
+            inner.clone(),
+            store_events,
+            shard_events,
+            changes,
+        ))];
+        for _ in 0..inner.settings.workers.max(1) {
+            tasks.push(tokio::spawn(worker(inner.clone())));
+        }
+        Controller { inner, tasks }
+    }
+
+    /// The controller's counters now.
+    pub fn stats(&self) -> ControllerStats {
+        let (queued, running) = self.inner.queue.len();
+        ControllerStats {
+            queue_depth: self.inner.queue.ready(),
+            queued,
+            running,
+            reconciles_total: self.inner.reconciles.load(Ordering::Relaxed),
+            syncs_total: self.inner.syncs.load(Ordering::Relaxed),
+            status_writes_total: self.inner.status_writes.load(Ordering::Relaxed),
+            not_owned_total: self.inner.not_owned.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Wait until every task has stopped (after the cancellation token fired), then stop the
+    /// live-state watches.
+    pub async fn stopped(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.inner.live.shutdown().await;
+    }
+}
+
+/// A pseudo-random duration below `max`.
+fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(max.as_nanos() as u64);
+    let r = h.finish();
+    Duration::from_nanos(r % (max.as_nanos().min(u64::MAX as u128) as u64).max(1))
+}
+
+impl Inner {
+    fn shard_count(&self) -> u32 {
+        let n = self.shard_count.load(Ordering::Relaxed);
+        if n > 0 {
+            return n;
+        }
+        let n = self
+            .deps
+            .store
+            .local()
+            .shard_map()
+            .ok()
+            .flatten()
+            .map(|m| m.shard_count())
+            .unwrap_or(0);
+        self.shard_count.store(n, Ordering::Relaxed);
+        n
+    }
+
+    fn shard(&self, key: &str) -> Option<ShardId> {
+        let n = self.shard_count();
+        (n > 0).then(|| shard_of(key, n))
+    }
+
+    fn owned(&self) -> Arc<BTreeSet<ShardId>> {
+        self.deps.shards.ownership().borrow().owned.clone()
+    }
+
+    fn owns(&self, key: &str) -> bool {
+        self.shard(key).is_some_and(|s| self.owned().contains(&s))
+    }
+
+    /// The epoch to write under, if this node may act on `key` now.
+    fn may_act(&self, key: &str) -> Result<flotilla_shard::Epoch, ControllerError> {
+        let not_ours = || ControllerError::NotOurs(key.to_string());
+        let shard = self.shard(key).ok_or_else(not_ours)?;
+        self.deps.shards.may_act(shard).map_err(|_| not_ours())
+    }
+
+    fn enqueue(&self, key: &str, delay: Duration) {
+        if self.queue.add_after(key, delay) == Added::New {
+            metrics::counter!("flotilla_workqueue_adds_total").increment(1);
+        }
+        self.publish_depth();
+    }
+
+    fn publish_depth(&self) {
+        let (queued, running) = self.queue.len();
+        metrics::gauge!("flotilla_workqueue_depth").set(queued as f64);
+        metrics::gauge!("flotilla_workqueue_running").set(running as f64);
+    }
+
+    fn with_state<T>(&self, key: &str, f: impl FnOnce(&mut AppState) -> T) -> T {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        f(apps.entry(key.to_string()).or_default())
+    }
+
+    /// Stop acting on an app: cancel its sync, drop it from the queue, forget its state.
+    fn drop_app(&self, key: &str) {
+        self.queue.remove(key);
+        let state = {
+            let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+            apps.remove(key)
+        };
+        if let Some(c) = state.and_then(|s| s.cancel) {
+            c.cancel();
+        }
+        self.publish_depth();
+    }
+
+    fn index_app(&self, key: &str, spec: &flotilla_raft::Json) {
+        let entry = spec
+            .to_value()
+            .ok()
+            .and_then(|v| crate::status::parse_stored_app(key, &v).ok())
+            .map(|app| Indexed {
+                name: app.metadata.name.clone(),
+                project: app.spec.project.clone(),
+                sources: app
+                    .sources()
+                    .iter()
+                    .filter(|s| s.chart.is_none())
+                    .map(|s| {
+                        (
+                            crate::source::normalize_url(&s.repo_url),
+                            s.revision().to_string(),
+                        )
+                    })
+                    .collect(),
+            })
+            .unwrap_or_else(|| Indexed {
+                name: key.rsplit('/').next().unwrap_or(key).to_string(),
+                ..Default::default()
+            });
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.insert(key.to_string(), entry);
+    }
+
+    fn rebuild_index(&self) {
+        let apps = match self.deps.store.local().apps() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading applications for the controller index");
+                return;
+            }
+        };
+        self.index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        for rec in apps {
+            self.index_app(&rec.app, &rec.spec);
+        }
+    }
+
+    fn keys_where(&self, f: impl Fn(&str, &Indexed) -> bool) -> Vec<String> {
+        let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index
+            .iter()
+            .filter(|(k, i)| f(k, i))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Queue every app of the owned shards.
+    fn enqueue_owned(&self, delay: Duration) {
+        let owned = self.owned();
+        for key in self.keys_where(|_, _| true) {
+            if self.shard(&key).is_some_and(|s| owned.contains(&s)) {
+                self.enqueue(&key, delay);
+            }
+        }
+    }
+
+    /// Stop acting on every app whose shard is in `lost` (all apps when `None`).
+    fn drop_shards(&self, lost: Option<&BTreeSet<ShardId>>) {
+        let keys: Vec<String> = {
+            let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+            apps.keys().cloned().collect()
+        };
+        let mut all: BTreeSet<String> = keys.into_iter().collect();
+        all.extend(self.keys_where(|_, _| true));
+        for key in all {
+            let hit = match lost {
+                None => true,
+                Some(l) => self.shard(&key).is_some_and(|s| l.contains(&s)),
+            };
+            if hit {
+                self.drop_app(&key);
+            }
+        }
+    }
+
+    fn cluster_permit(&self, cluster: &str) -> Arc<Semaphore> {
+        let mut p = self.permits.lock().unwrap_or_else(|p| p.into_inner());
+        p.entry(cluster.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_cluster.max(1))))
+            .clone()
+    }
+
+    /// Start the live-state watches of a cluster once.
+    async fn ensure_watch(&self, cluster: &Arc<Cluster>) {
+        let first = self
+            .watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cluster.name().to_string());
+        if first {
+            if let Err(e) = self.live.watch_cluster(cluster).await {
+                tracing::debug!(cluster = cluster.name(), error = %e, "cannot watch yet");
+                self.watched
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(cluster.name());
+            }
+        }
+    }
+
+    /// Whether the cache has completed the initial list of every kind of the cluster.
+    async fn cache_ready(&self, cluster: &Cluster) -> bool {
+        let Ok(kinds) = cluster.kinds().await else {
+            return false;
+        };
+        let ready = kinds.watchable().all(|k| {
+            self.live
+                .is_ready(cluster.name(), &k.resource.group, &k.resource.kind)
+        });
+        ready
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn on_command(&self, command: &Command) {
+        let d = self.settings.debounce;
+        match command {
+            Command::PutApp { app, spec, .. } => {
+                self.index_app(app, spec);
+                if self.owns(app) {
+                    self.enqueue(app, d);
+                }
+            }
+            Command::DeleteApp { app } => {
+                self.index
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(app);
+                self.drop_app(app);
+            }
+            Command::PutProject { name, .. } | Command::DeleteProject { name } => {
+                for key in self.keys_where(|_, i| i.project == *name) {
+                    if self.owns(&key) {
+                        self.enqueue(&key, d);
+                    }
+                }
+            }
+            Command::RecordRevision { repo, git_ref, .. } => {
+                let norm = crate::source::normalize_url(repo);
+                for key in self.keys_where(|_, i| {
+                    i.sources.iter().any(|(u, r)| *u == norm && r == git_ref)
+                }) {
+                    if self.owns(&key) {
+                        self.with_state(&key, |s| s.fetch = true);
+                        self.enqueue(&key, d);
+                    }
+                }
+            }
+            Command::RequestRefresh { app, hard, .. } if self.owns(app) => {
+                if *hard {
+                    self.with_state(app, |s| s.hard = true);
+                }
+                self.enqueue(app, Duration::ZERO);
+            }
+            Command::RequestOperation { app, .. } if self.owns(app) => {
+                self.enqueue(app, Duration::ZERO);
+            }
+            Command::SetShardMap(map) if map.shard_count() > 0 => {
+                self.shard_count.store(map.shard_count(), Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_live_change(&self, app_name: &str) {
+        for key in self.keys_where(|_, i| i.name == app_name) {
+            if self.owns(&key) {
+                self.enqueue(&key, self.settings.debounce);
+            }
+        }
+    }
+
+    fn on_shard_event(&self, event: ShardEvent) {
+        match event {
+            ShardEvent::Changed(change) => {
+                self.shard_count.store(0, Ordering::Relaxed);
+                let lost: BTreeSet<ShardId> = change.lost.iter().copied().collect();
+                if !lost.is_empty() {
+                    self.drop_shards(Some(&lost));
+                }
+                let gained: BTreeSet<ShardId> = change.gained.iter().copied().collect();
+                for key in self.keys_where(|_, _| true) {
+                    if self.shard(&key).is_some_and(|s| gained.contains(&s)) {
+                        self.enqueue(&key, Duration::ZERO);
+                    }
+                }
+            }
+            ShardEvent::LeaseLost => {
+                self.paused.store(true, Ordering::SeqCst);
+                self.drop_shards(None);
+            }
+            ShardEvent::LeaseRegained => {
+                self.paused.store(false, Ordering::SeqCst);
+                self.enqueue_owned(Duration::ZERO);
+            }
+        }
+    }
+
+    /// After missed events: drop what is not owned, queue everything that is.
+    fn resync_ownership(&self) {
+        let owned = self.owned();
+        let not_owned: BTreeSet<ShardId> = (0..self.shard_count())
+            .filter(|s| !owned.contains(s))
+            .collect();
+        self.drop_shards(Some(&not_owned));
+        self.enqueue_owned(Duration::ZERO);
+    }
+}
+
+async fn event_loop(
+    inner: Arc<Inner>,
+    mut store_events: tokio::sync::broadcast::Receiver<Arc<ChangeEvent>>,
+    mut shard_events: tokio::sync::broadcast::Receiver<ShardEvent>,
+    mut changes: ChangeReceiver,
+) {
+    let mut live_open = true;
+    loop {
+        tokio::select! {
+            _ = inner.cancel.cancelled() => return,
+            e = store_events.recv() => match e {
+                Ok(ev) => match &*ev {
+                    ChangeEvent::Applied { command, result, .. } => {
+                        if result.is_ok() {
+                            inner.on_command(command);
+                        }
+                    }
+                    ChangeEvent::Reset { .. } => {
+                        inner.rebuild_index();
+                        inner.resync_ownership();
+                    }
+                },
+                Err(RecvError::Lagged(_)) => {
+                    inner.rebuild_index();
+                    inner.resync_ownership();
+                }
+                Err(RecvError::Closed) => return,
+            },
+            e = shard_events.recv() => match e {
+                Ok(ev) => inner.on_shard_event(ev),
+                Err(RecvError::Lagged(_)) => inner.resync_ownership(),
+                Err(RecvError::Closed) => return,
+            },
+            c = changes.recv(), if live_open => match c {
+                Some(c) => inner.on_live_change(&c.app),
+                None => live_open = false,
+            },
+        }
+    }
+}
+
+async fn worker(inner: Arc<Inner>) {
+    while let Some(key) = inner.queue.next(&inner.cancel).await {
+        inner.publish_depth();
+        let started = std::time::Instant::now();
+        let outcome = reconcile::reconcile(&inner, &key).await;
+        inner.reconciles.fetch_add(1, Ordering::Relaxed);
+        inner.queue.done(&key);
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(labels)) => {
+                metrics::histogram!("argocd_app_reconcile",
+                    "namespace" => labels.0, "dest_server" => labels.1)
+                .record(started.elapsed().as_secs_f64());
+                let s = &inner.settings;
+                inner.enqueue(&key, s.resync + jitter(s.resync_jitter));
+            }
+            Err(ControllerError::NotOurs(_)) => {
+                inner.not_owned.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(app = %key, "not acting: not ours");
+                if !inner.owns(&key) || inner.paused.load(Ordering::SeqCst) {
+                    inner.drop_app(&key);
+                } else {
+                    // Owned in the map but the lease is not valid yet: try again soon.
+                    inner.enqueue(&key, inner.settings.error_retry);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(app = %key, error = %e, "reconcile failed");
+                inner.enqueue(&key, inner.settings.error_retry);
+            }
+        }
+        inner.publish_depth();
+    }
+}

@@ -1,0 +1,324 @@
+//! The controller against a real single-member store, its shard node, a simulated
+//! destination cluster over HTTPS and local Git repositories: automated and manual apps,
+//! self-heal, new revisions, bad manifests, AppProject enforcement, deletion with the
+//! resources finalizer, lease loss, interrupted operations, and status writes only on change.
+mod support;
+
+#[path = "controller/env.rs"]
+mod env;
+
+use env::{cm, wait_for, Env};
+use flotilla_node::status::{self, sync_code, OperationRequest};
+use flotilla_raft::{Command, Json};
+use serde_json::json;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const LIMIT: Duration = Duration::from_secs(40);
+
+fn deployment(name: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: c\n        image: nginx:1\n---\n"
+    )
+}
+
+async fn request_operation(env: &Env, name: &str, op_id: &str, req: OperationRequest) {
+    env.store
+        .propose(Command::RequestOperation {
+            app: status::app_key("argocd", name),
+            op_id: op_id.into(),
+            request: Json::from(serde_json::to_value(req).expect("request")),
+            at: 0,
+        })
+        .await
+        .expect("request operation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_sync_heal_follow_revisions_and_fail_alone() {
+    let env = env::start().await;
+    env.repo
+        .write("auto/cm.yaml", &cm("auto-a", "1"))
+        .write("auto/web.yaml", &deployment("web"))
+        .write("manual/cm.yaml", &cm("manual-a", "1"))
+        .write("broken/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [not, a map\n");
+    env.repo.commit("apps");
+    let cancel = CancellationToken::new();
+    let controller = env.controller(env::settings(), &cancel);
+    let automated = json!({"automated": {"prune": true, "selfHeal": true}});
+    env.put_app(&env.app("auto", "auto", automated.clone())).await;
+    env.put_app(&env.app("manual", "manual", json!({}))).await;
+    env.put_app(&env.app("broken", "broken", automated)).await;
+
+    // The automated app is synced and becomes Synced and Healthy.
+    env.wait_status("auto", "Synced and Healthy", |s| s.is_synced_and_healthy())
+        .await;
+    env.wait_configmap("auto-a", Some("1")).await;
+    let st = env.status("auto").expect("status");
+    assert_eq!(st.resources.len(), 2, "{st:#?}");
+    assert_eq!(st.history.len(), 1, "one deployment recorded: {st:#?}");
+    let op = st.operation_state.expect("operation state");
+    assert_eq!(op.phase, "Succeeded");
+    assert!(st.observed_generation >= 1);
+
+    // A malformed manifest is a condition on that app only.
+    env.wait_status("broken", "a ComparisonError", |s| {
+        s.conditions.iter().any(|c| c.kind == "ComparisonError")
+            && s.sync.status == sync_code::UNKNOWN
+    })
+    .await;
+
+    // The manual app stays OutOfSync and untouched.
+    env.wait_status("manual", "OutOfSync", |s| {
+        s.sync.status == sync_code::OUT_OF_SYNC && s.operation_state.is_none()
+    })
+    .await;
+    assert!(env.configmap("manual-a").await.is_none());
+
+    // Nothing changes: two more resyncs of every app write no status for `auto`.
+    let key = status::app_key("argocd", "auto");
+    let mut rx = env.store.subscribe();
+    let before = controller.stats().reconciles_total;
+    let c = &controller;
+    wait_for("two more resyncs of every app", LIMIT, || async move {
+        c.stats().reconciles_total >= before + 8
+    })
+    .await;
+    assert_eq!(Env::count_status_writes(&mut rx, &key), 0);
+    let stats = controller.stats();
+    assert!(stats.syncs_total >= 1, "{stats:?}");
+
+    // A live change to a managed object is healed.
+    env.edit_configmap("auto-a", "drift").await;
+    env.wait_configmap("auto-a", Some("1")).await;
+
+    // A requested operation syncs the manual app.
+    request_operation(
+        &env,
+        "manual",
+        "op-1",
+        OperationRequest {
+            initiated_by: "test".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    env.wait_configmap("manual-a", Some("1")).await;
+    env.wait_status("manual", "Synced after op-1", |s| {
+        s.sync.status == sync_code::SYNCED
+            && s.operation_state
+                .as_ref()
+                .is_some_and(|o| o.op_id == "op-1" && o.phase == "Succeeded")
+            && s.history.len() == 1
+    })
+    .await;
+    assert!(env
+        .store
+        .local()
+        .pending(&status::app_key("argocd", "manual"))
+        .expect("read")
+        .is_none());
+
+    // A recorded new revision is fetched, rendered and synced.
+    env.repo.write("auto/cm.yaml", &cm("auto-a", "2"));
+    let sha = env.repo.commit("v2");
+    env.store
+        .propose(Command::RecordRevision {
+            repo: env.repo.url(),
+            git_ref: "main".into(),
+            sha: sha.clone(),
+            at: 0,
+        })
+        .await
+        .expect("record revision");
+    env.wait_configmap("auto-a", Some("2")).await;
+    env.wait_status("auto", "synced to the new revision", |s| {
+        s.sync.revision == sha && s.is_synced_and_healthy() && s.history.len() >= 2
+    })
+    .await;
+
+    cancel.cancel();
+    tokio::time::timeout(LIMIT, controller.stopped())
+        .await
+        .expect("controller stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projects_block_apply_and_the_finalizer_deletes_resources() {
+    let env = env::start().await;
+    env.repo
+        .write("plain/cm.yaml", &cm("plain-a", "1"))
+        .write(
+            "cluster/all.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-x\n---\n{}",
+                cm("cluster-a", "1")
+            ),
+        )
+        .write("doomed/cm.yaml", &cm("doomed-a", "1"));
+    env.repo.commit("apps");
+    for (name, spec) in [
+        (
+            "elsewhere",
+            json!({"sourceRepos": ["*"], "destinations": [{"server": "https://elsewhere.example.com", "namespace": "*"}]}),
+        ),
+        (
+            "namespaced-only",
+            json!({"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "*"}]}),
+        ),
+    ] {
+        env.store
+            .propose(Command::PutProject {
+                name: name.into(),
+                spec: Json::from(spec),
+            })
+            .await
+            .expect("put project");
+    }
+    let cancel = CancellationToken::new();
+    let controller = env.controller(env::settings(), &cancel);
+    let automated = json!({"automated": {"prune": true}});
+    let mut wrong_dest = env.app("wrong-dest", "plain", automated.clone());
+    wrong_dest["spec"]["project"] = json!("elsewhere");
+    env.put_app(&wrong_dest).await;
+    let mut cluster_kind = env.app("cluster-kind", "cluster", automated.clone());
+    cluster_kind["spec"]["project"] = json!("namespaced-only");
+    env.put_app(&cluster_kind).await;
+    let mut missing = env.app("no-project", "plain", automated.clone());
+    missing["spec"]["project"] = json!("nope");
+    env.put_app(&missing).await;
+
+    env.wait_status("wrong-dest", "a destination violation", |s| {
+        s.conditions
+            .iter()
+            .any(|c| c.kind == "InvalidSpecError" && c.message.contains("destination"))
+    })
+    .await;
+    env.wait_status("cluster-kind", "a cluster-scoped kind violation", |s| {
+        s.conditions
+            .iter()
+            .any(|c| c.kind == "InvalidSpecError" && c.message.contains("Namespace (cluster-scoped)"))
+    })
+    .await;
+    env.wait_status("no-project", "a missing project", |s| {
+        s.conditions
+            .iter()
+            .any(|c| c.message.contains("project nope which does not exist"))
+    })
+    .await;
+    assert!(env.configmap("plain-a").await.is_none());
+    assert!(env.configmap("cluster-a").await.is_none());
+    assert_eq!(controller.stats().syncs_total, 0);
+
+    // Allowing the kind lets the app sync.
+    env.store
+        .propose(Command::PutProject {
+            name: "namespaced-only".into(),
+            spec: Json::from(json!({"sourceRepos": ["*"],
+                "destinations": [{"server": "*", "namespace": "*"}],
+                "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}]})),
+        })
+        .await
+        .expect("put project");
+    env.wait_configmap("cluster-a", Some("1")).await;
+
+    // Deletion with the resources finalizer removes the app's objects, then the app.
+    let mut doomed = env.app("doomed", "doomed", automated);
+    doomed["metadata"]["finalizers"] = json!(["resources-finalizer.argocd.argoproj.io"]);
+    env.put_app(&doomed).await;
+    env.wait_configmap("doomed-a", Some("1")).await;
+    doomed["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    env.put_app(&doomed).await;
+    env.wait_configmap("doomed-a", None).await;
+    let store = &env.store;
+    wait_for("the app leaves the store", LIMIT, || async move {
+        store
+            .local()
+            .app(&status::app_key("argocd", "doomed"))
+            .expect("read")
+            .is_none()
+    })
+    .await;
+    // Other apps' objects stay.
+    assert!(env.configmap("cluster-a").await.is_some());
+
+    cancel.cancel();
+    tokio::time::timeout(LIMIT, controller.stopped())
+        .await
+        .expect("controller stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_loss_stops_acting_and_interrupted_operations_are_closed() {
+    let env = env::start().await;
+    env.repo.write("lease/cm.yaml", &cm("lease-a", "1"));
+    env.repo.commit("app");
+    let key = status::app_key("argocd", "lease");
+    env.put_app(&env.app(
+        "lease",
+        "lease",
+        json!({"automated": {"prune": true, "selfHeal": true}}),
+    ))
+    .await;
+    // An operation left running by a node that stopped.
+    let count = env
+        .store
+        .local()
+        .shard_map()
+        .expect("read")
+        .expect("shard map")
+        .shard_count();
+    let epoch = env
+        .shards
+        .may_act(flotilla_shard::shard_of(&key, count))
+        .expect("owned");
+    env.store
+        .propose(Command::OperationStarted {
+            app: key.clone(),
+            node: env.store.id(),
+            epoch,
+            op_id: "stale".into(),
+            request: Json::from(json!({"initiatedBy": "automated"})),
+            at: 0,
+        })
+        .await
+        .expect("operation started");
+
+    let cancel = CancellationToken::new();
+    let controller = env.controller(env::settings(), &cancel);
+    env.wait_configmap("lease-a", Some("1")).await;
+    env.wait_status("lease", "Synced by a new operation", |s| {
+        s.sync.status == sync_code::SYNCED
+            && s.operation_state
+                .as_ref()
+                .is_some_and(|o| o.op_id != "stale" && o.phase == "Succeeded")
+    })
+    .await;
+    let op = env.store.local().operation(&key).expect("read").expect("op");
+    assert_ne!(op.op_id, "stale");
+
+    // Without a lease, drift is seen but nothing is done.
+    env.isolation.set(true);
+    let shards = &env.shards;
+    wait_for("the lease lapses", LIMIT, || async move {
+        !shards.ownership().borrow().lease_valid
+    })
+    .await;
+    let refused = controller.stats().not_owned_total;
+    env.delete_configmap("lease-a").await;
+    let c = &controller;
+    wait_for("the drift reaches the controller and is refused", LIMIT, || async move {
+        c.stats().not_owned_total > refused
+    })
+    .await;
+    assert!(env.configmap("lease-a").await.is_none());
+
+    // With the lease back, the app is healed.
+    env.isolation.set(false);
+    env.wait_configmap("lease-a", Some("1")).await;
+
+    cancel.cancel();
+    tokio::time::timeout(LIMIT, controller.stopped())
+        .await
+        .expect("controller stops");
+}
