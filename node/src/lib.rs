@@ -8,7 +8,9 @@
 //! [`live`] reads an app's live objects and compares them ([`live::compare_app`]) with
 //! [`diff`]; [`sync`] plans and executes syncs ([`sync::executor::sync_app`]); [`health`]
 //! assesses objects; [`cli`] is the `flotilla` command line; [`config`] resolves the
-//! configuration of `flotilla node` (flags, environment, file, StatefulSet ordinal).
+//! configuration of `flotilla node` (flags, environment, file, StatefulSet ordinal);
+//! [`ingest`] mirrors the management cluster's Applications, AppProjects and Secrets into
+//! the store and writes status back.
 pub mod cli;
 pub mod clusters;
 pub mod config;
@@ -16,6 +18,7 @@ pub mod dev;
 pub mod controller;
 pub mod diff;
 pub mod health;
+pub mod ingest;
 pub mod live;
 pub mod model;
 pub mod render;

@@ -358,6 +358,14 @@ impl ClusterRegistry {
         )?))
     }
 
+    /// Remove the cluster named `name`; returns whether one was known.
+    pub fn remove(&self, name: &str) -> bool {
+        let mut all = self.clusters.write().unwrap_or_else(|p| p.into_inner());
+        let before = all.len();
+        all.retain(|c| c.name != name);
+        all.len() != before
+    }
+
     /// Every cluster.
     pub fn all(&self) -> Vec<Arc<Cluster>> {
         self.clusters
