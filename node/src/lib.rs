@@ -9,6 +9,7 @@
 //! [`diff`]; [`sync`] plans and executes syncs ([`sync::executor::sync_app`]); [`health`]
 //! assesses objects; [`cli`] is the `flotilla` command line; [`config`] resolves the
 //! configuration of `flotilla node` (flags, environment, file, StatefulSet ordinal).
+pub mod api;
 pub mod cli;
 pub mod clusters;
 pub mod config;
