@@ -1,6 +1,9 @@
 //! Command-line interface of the `flotilla` binary.
+pub mod admin;
+pub mod app;
 pub mod engine;
 pub mod health;
+pub mod remote;
 pub mod render;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -45,6 +48,19 @@ pub enum Command {
     /// Sync an Application to its destination cluster once (exit 0 on success, 1 when the
     /// sync failed, 2 on error).
     Sync(engine::SyncArgs),
+    /// Applications on a running cluster: list, get, sync, refresh, diff, manifests,
+    /// history, rollback, delete, wait.
+    App(app::AppArgs),
+    /// Destination clusters of a running cluster.
+    Cluster(admin::GroupArgs<admin::ClusterCommand>),
+    /// Repositories of a running cluster.
+    Repo(admin::GroupArgs<admin::RepoCommand>),
+    /// Members of the Raft group: list, add, remove.
+    Member(admin::GroupArgs<admin::MemberCommand>),
+    /// The shard map of a running cluster.
+    Shard(admin::GroupArgs<admin::ShardCommand>),
+    /// Export and import the replicated state.
+    Admin(admin::GroupArgs<admin::AdminCommand>),
 }
 
 /// Set up `tracing` for the chosen format, writing to stderr.

@@ -133,14 +133,29 @@ impl Service {
         let r = self.reader(req.consistent).await?;
         let rec = Self::app_record(r, &key)?;
         let json = |v: Option<Value>| v.map(|v| v.to_string()).unwrap_or_default();
-        let operation = r
-            .operation(&key)
-            .map_err(read_status)?
-            .and_then(|o| serde_json::to_value(o).ok());
-        let pending = r
-            .pending(&key)
-            .map_err(read_status)?
-            .and_then(|p| serde_json::to_value(p).ok());
+        let operation = match r.operation(&key).map_err(read_status)? {
+            None => None,
+            Some(o) => Some(serde_json::json!({
+                "opId": o.op_id,
+                "node": o.node,
+                "epoch": o.epoch,
+                "request": stored_json("operation request", &o.request)?,
+                "startedAt": o.started_at,
+                "finishedAt": o.finished.as_ref().map(|f| f.at),
+                "result": match &o.finished {
+                    Some(f) => stored_json("operation result", &f.result)?,
+                    None => Value::Null,
+                },
+            })),
+        };
+        let pending = match r.pending(&key).map_err(read_status)? {
+            None => None,
+            Some(p) => Some(serde_json::json!({
+                "opId": p.op_id,
+                "request": stored_json("operation request", &p.request)?,
+                "requestedAt": p.requested_at,
+            })),
+        };
         Ok(pb::GetAppResponse {
             app: Some(Self::entry(r, rec)?),
             operation_json: json(operation),
