@@ -5,7 +5,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // Build scripts are single-threaded; setting the variable here affects only this process.
     std::env::set_var("PROTOC", protoc);
-    let protos = ["proto/raft.proto", "proto/etcd_kv.proto"];
+    let protos = [
+        "proto/raft.proto",
+        "proto/etcd_kv.proto",
+        "proto/flotilla_v1.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

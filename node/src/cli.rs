@@ -1,6 +1,9 @@
 //! Command-line interface of the `flotilla` binary.
+pub mod admin;
+pub mod app;
 pub mod engine;
 pub mod health;
+pub mod remote;
 pub mod render;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -49,6 +52,19 @@ pub enum Command {
     Dev(crate::dev::DevArgs),
     /// Run a controller node (one per StatefulSet pod).
     Node(crate::config::Args),
+    /// Applications on a running cluster: list, get, sync, refresh, diff, manifests,
+    /// history, rollback, delete, wait.
+    App(app::AppArgs),
+    /// Destination clusters of a running cluster.
+    Cluster(admin::GroupArgs<admin::ClusterCommand>),
+    /// Repositories of a running cluster.
+    Repo(admin::GroupArgs<admin::RepoCommand>),
+    /// Members of the Raft group: list, add, remove.
+    Member(admin::GroupArgs<admin::MemberCommand>),
+    /// The shard map of a running cluster.
+    Shard(admin::GroupArgs<admin::ShardCommand>),
+    /// Export and import the replicated state.
+    Admin(admin::GroupArgs<admin::AdminCommand>),
 }
 
 /// Set up `tracing` for the chosen format, writing to stderr.

@@ -11,6 +11,8 @@
 //! configuration of `flotilla node` (flags, environment, file, StatefulSet ordinal);
 //! [`ingest`] mirrors the management cluster's Applications, AppProjects and Secrets into
 //! the store and writes status back.
+//! configuration of `flotilla node` (flags, environment, file, StatefulSet ordinal).
+pub mod api;
 pub mod cli;
 pub mod clusters;
 pub mod config;

@@ -1,5 +1,14 @@
 use clap::Parser;
-use flotilla_node::cli::{init_logging, Cli, Command};
+use flotilla_node::cli::{self, init_logging, Cli, Command};
+
+/// Run a command that talks to a node and return its exit code (0 done, 1 out of sync or
+/// timed out, 2 error).
+macro_rules! remote {
+    ($run:path, $args:expr) => {{
+        let mut out = std::io::stdout().lock();
+        return cli::remote::exit_code($run(&$args, &mut out));
+    }};
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -48,6 +57,12 @@ fn main() -> std::process::ExitCode {
             });
             return verdict(r, "sync failed");
         }
+        Command::App(args) => remote!(cli::app::run, args),
+        Command::Cluster(args) => remote!(cli::admin::run_cluster, args),
+        Command::Repo(args) => remote!(cli::admin::run_repo, args),
+        Command::Member(args) => remote!(cli::admin::run_member, args),
+        Command::Shard(args) => remote!(cli::admin::run_shard, args),
+        Command::Admin(args) => remote!(cli::admin::run_admin, args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
