@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_loadtest::git::webhook::{build, hmac_sha256_hex, PushEvent, WebhookProvider};
-use flotilla_node::clusters::ClusterRegistry;
+use flotilla_node::clusters::limit::Limits;
+use flotilla_node::clusters::{ClusterRegistry, ConnectionStatus};
 use flotilla_node::http::{serve, HttpDeps, MAX_WEBHOOK_BODY};
 use flotilla_node::metrics::{self, Collector};
 use flotilla_raft::{ShardNode, Store};
@@ -84,8 +85,15 @@ async fn probes_metrics_and_signed_webhooks() {
     assert_eq!(get(port, "/healthz").await, (200, "ok\n".to_string()));
     let (code, reason) = get(port, "/readyz").await;
     assert_eq!(code, 503, "{reason}");
+    assert_eq!(
+        reason.trim().lines().count(),
+        1,
+        "one-line reason: {reason:?}"
+    );
     assert!(
-        reason.contains("shard") || reason.contains("lease"),
+        ["shard", "lease", "member"]
+            .iter()
+            .any(|w| reason.contains(w)),
         "{reason}"
     );
     wait_owning(&node.shards).await;
@@ -178,11 +186,18 @@ async fn probes_metrics_and_signed_webhooks() {
     );
     assert_eq!(recorded(&node.store, &g.url, "main"), last);
 
-    // Metrics: the owned app with Argo CD's labels, and the store's figures.
+    // Metrics: the owned app with Argo CD's labels, clusters, and the store's figures.
+    let clusters = Arc::new(ClusterRegistry::new());
+    let kubeconfig = "apiVersion: v1\nkind: Config\ncurrent-context: dev\nclusters:\n- name: dev\n  cluster:\n    server: https://127.0.0.1:6443\ncontexts:\n- name: dev\n  context:\n    cluster: dev\n    user: dev\nusers:\n- name: dev\n  user:\n    token: abc\n";
+    let dev = clusters
+        .add_kubeconfig(kubeconfig, None, Limits::default())
+        .await
+        .expect("cluster");
+    dev.set_status(ConnectionStatus::Connected);
     let collector = Collector::start(
         node.store.clone(),
         node.shards.clone(),
-        Arc::new(ClusterRegistry::new()),
+        clusters.clone(),
         Duration::from_millis(100),
         node.cancel.child_token(),
     );
@@ -221,6 +236,14 @@ async fn probes_metrics_and_signed_webhooks() {
         "{text}"
     );
     assert!(text.lines().any(|l| l == "flotilla_apps_owned 2"), "{text}");
+    let dev_labels = r#"{name="dev",server="https://127.0.0.1:6443"} 1"#;
+    for family in ["argocd_cluster_info", "argocd_cluster_connection_status"] {
+        assert!(
+            text.lines().any(|l| l == format!("{family}{dev_labels}")),
+            "{family} missing in:\n{text}"
+        );
+    }
+    assert!(!text.contains("abc"), "a credential leaked into /metrics");
 
     // A deleted app's series disappears from the next collection.
     node.store
