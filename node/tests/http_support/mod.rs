@@ -17,6 +17,11 @@ use tokio::net::TcpStream;
 
 /// A one-member store and its shard node.
 pub async fn single_node(dir: &Path) -> (Store, Arc<ShardNode>) {
+    single_node_with(dir, ShardConfig::default()).await
+}
+
+/// A one-member store and its shard node with these shard settings.
+pub async fn single_node_with(dir: &Path, shard_cfg: ShardConfig) -> (Store, Arc<ShardNode>) {
     let mut cfg = StoreConfig::new(1, dir.join("raft"), "127.0.0.1:0".parse().expect("addr"));
     tune_store(&mut cfg);
     let store = Store::start(cfg).await.expect("store starts");
@@ -24,7 +29,7 @@ pub async fn single_node(dir: &Path) -> (Store, Arc<ShardNode>) {
         .initialize([(1, store.addr().to_string())].into())
         .await
         .expect("initialize");
-    let shards = ShardNode::start(store.clone(), ShardConfig::default())
+    let shards = ShardNode::start(store.clone(), shard_cfg)
         .await
         .expect("shard node");
     (store, Arc::new(shards))
