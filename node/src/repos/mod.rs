@@ -1,0 +1,429 @@
+//! Repository revisions: which (repository, ref) pairs the stored applications follow,
+//! polling them on the node that owns each repository's shard ([`RepoPoller`]), and push
+//! webhooks ([`webhook::parse_push`]) that record new commits at once.
+//!
+//! A poll resolves the ref with a fresh fetch ([`SourceCache::resolve`] with
+//! [`Freshness::Fetch`]) and proposes [`Command::RecordRevision`] when the commit differs
+//! from the one in the store. Revisions are recorded under the repository URL and the ref
+//! exactly as the application writes them (`targetRevision`, `HEAD` when empty), so the
+//! owner of the application finds them with `store.local().revision(repoURL, ref)`.
+
+pub mod webhook;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flotilla_raft::{ChangeEvent, Command, ReadError, ShardNode, StateReader, Store, StoreError};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::source::{normalize_url, redact_url, Freshness, SourceCache, SourceError};
+use crate::status::parse_stored_app;
+
+pub use webhook::{parse_push, Provider, PushEvent, WebhookError};
+
+/// Errors recording a repository's revisions.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// Reading the local store failed.
+    #[error("reading the store: {0}")]
+    Read(#[from] ReadError),
+    /// Resolving the ref failed (unreachable repository, unknown ref).
+    #[error("resolving {git_ref} of {url}: {source}")]
+    Resolve {
+        /// The repository (redacted).
+        url: String,
+        /// The ref.
+        git_ref: String,
+        /// Why.
+        #[source]
+        source: SourceError,
+    },
+    /// Proposing the new revision failed.
+    #[error("recording revisions: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// One ref of one repository that at least one application follows, as written there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TrackedRef {
+    /// `repoURL` as the application writes it.
+    pub url: String,
+    /// `targetRevision` as written (`HEAD` when empty).
+    pub git_ref: String,
+}
+
+/// Every Git (repository, ref) pair the stored applications follow, grouped by normalized
+/// repository URL. Helm chart sources, commit SHAs and unparsable apps are left out.
+pub fn tracked_refs(
+    reader: &StateReader,
+) -> Result<BTreeMap<String, BTreeSet<TrackedRef>>, ReadError> {
+    let mut out: BTreeMap<String, BTreeSet<TrackedRef>> = BTreeMap::new();
+    for rec in reader.apps()? {
+        let Ok(doc) = rec.spec.to_value() else {
+            continue;
+        };
+        let app = match parse_stored_app(&rec.app, &doc) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(app = %rec.app, error = %e, "not polling for an unparsable app");
+                continue;
+            }
+        };
+        for s in app.sources() {
+            if s.chart.is_some() || s.repo_url.trim().is_empty() || is_full_sha(s.revision()) {
+                continue;
+            }
+            out.entry(normalize_url(&s.repo_url))
+                .or_default()
+                .insert(TrackedRef {
+                    url: s.repo_url.clone(),
+                    git_ref: s.revision().to_string(),
+                });
+        }
+    }
+    Ok(out)
+}
+
+fn is_full_sha(r: &str) -> bool {
+    r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Host, port (when explicit and not SSH) and path of a repository URL, for matching a
+/// webhook's URLs against applications' across the HTTPS and SSH forms.
+fn identity(url: &str) -> Option<(String, Option<String>, String, bool)> {
+    let n = normalize_url(url);
+    let (ssh, rest) = match n.split_once("://") {
+        Some((scheme, rest)) => (
+            scheme.starts_with("ssh") || scheme == "git",
+            rest.to_string(),
+        ),
+        None => {
+            // user@host:path (scp form)
+            let (_, hp) = n.split_once('@')?;
+            (true, hp.replacen(':', "/", 1))
+        }
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((&rest, ""));
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            (h.to_string(), Some(p.to_string()))
+        }
+        _ => (host_port.to_string(), None),
+    };
+    let path = path
+        .trim_matches('/')
+        .trim_start_matches("scm/")
+        .to_string();
+    Some((host, if ssh { None } else { port }, path, ssh))
+}
+
+/// Whether two URLs name the same repository: equal once normalized, or the same host and
+/// path where one is an SSH form of the other.
+pub fn same_repo(a: &str, b: &str) -> bool {
+    if normalize_url(a) == normalize_url(b) {
+        return true;
+    }
+    match (identity(a), identity(b)) {
+        (Some((ha, pa, xa, sa)), Some((hb, pb, xb, sb))) => {
+            ha == hb && xa == xb && !xa.is_empty() && (pa == pb || sa || sb)
+        }
+        _ => false,
+    }
+}
+
+/// Whether an application's ref follows a pushed branch or tag. `HEAD` follows the default
+/// branch; when the payload does not name it, `HEAD` is taken to match.
+pub fn ref_matches(app_ref: &str, ev: &PushEvent) -> bool {
+    let short = app_ref
+        .strip_prefix("refs/heads/")
+        .or_else(|| app_ref.strip_prefix("refs/tags/"))
+        .unwrap_or(app_ref);
+    if short == ev.git_ref {
+        return true;
+    }
+    (short == "HEAD" || short.is_empty())
+        && !ev.is_tag
+        && ev.default_branch.as_deref().is_none_or(|d| d == ev.git_ref)
+}
+
+/// The tracked refs a push moves.
+pub fn refs_for_push(
+    tracked: &BTreeMap<String, BTreeSet<TrackedRef>>,
+    ev: &PushEvent,
+) -> Vec<TrackedRef> {
+    tracked
+        .values()
+        .flatten()
+        .filter(|t| ev.repo_urls.iter().any(|u| same_repo(u, &t.url)))
+        .filter(|t| ref_matches(&t.git_ref, ev))
+        .cloned()
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch, for `RecordRevision.at`.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Record `sha` for each ref whose stored revision differs; returns how many were proposed.
+pub async fn record(store: &Store, refs: &[TrackedRef], sha: &str) -> Result<usize, RepoError> {
+    let mut cmds = Vec::new();
+    for t in refs {
+        let current = store.local().revision(&t.url, &t.git_ref)?;
+        if current.is_some_and(|r| r.sha == sha) {
+            continue;
+        }
+        cmds.push(Command::RecordRevision {
+            repo: t.url.clone(),
+            git_ref: t.git_ref.clone(),
+            sha: sha.to_string(),
+            at: now_millis(),
+        });
+    }
+    let n = cmds.len();
+    if n > 0 {
+        let proposed = store.propose_many(cmds).await?;
+        for r in proposed.results {
+            r.map_err(StoreError::from)?;
+        }
+    }
+    Ok(n)
+}
+
+/// Fetch the repository once and record the commit of each of its `refs` that moved.
+/// Returns how many revisions were proposed.
+pub async fn refresh(
+    store: &Store,
+    sources: &SourceCache,
+    refs: &[TrackedRef],
+) -> Result<usize, RepoError> {
+    let mut recorded = 0;
+    let mut first = true;
+    for t in refs {
+        // One fetch per repository: later refs read the mirror the first one refreshed.
+        let fresh = if first {
+            Freshness::Fetch
+        } else {
+            Freshness::Cached
+        };
+        first = false;
+        let resolved = sources
+            .resolve(&t.url, &t.git_ref, fresh)
+            .await
+            .map_err(|source| RepoError::Resolve {
+                url: redact_url(&t.url),
+                git_ref: t.git_ref.clone(),
+                source,
+            })?;
+        recorded += record(store, std::slice::from_ref(t), &resolved.commit).await?;
+    }
+    Ok(recorded)
+}
+
+/// A random duration in `[0, max)`.
+fn jitter(max: Duration) -> Duration {
+    let ms = max.as_millis() as u64;
+    if ms == 0 {
+        return Duration::ZERO;
+    }
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(r % ms)
+}
+
+/// Asks a [`RepoPoller`] to poll a repository now. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RepoPoke {
+    tx: mpsc::Sender<String>,
+}
+
+impl RepoPoke {
+    /// Poll the repository at `url` as soon as possible, whichever node owns its shard.
+    /// Returns false if the poller is gone or too many pokes are queued (the regular poll
+    /// still comes).
+    pub fn poke(&self, url: &str) -> bool {
+        self.tx.try_send(normalize_url(url)).is_ok()
+    }
+}
+
+/// Polls the repositories whose shard this node owns, every `interval` with jitter.
+pub struct RepoPoller {
+    poke: RepoPoke,
+    task: JoinHandle<()>,
+}
+
+/// Repositories polled at once.
+const PARALLEL_POLLS: usize = 4;
+/// Pokes waiting to be handled.
+const POKE_QUEUE: usize = 256;
+
+impl RepoPoller {
+    /// Start polling on this node. `interval` is Argo CD's `timeout.reconciliation`
+    /// equivalent (180 s by default).
+    pub fn start(
+        store: Store,
+        shards: Arc<ShardNode>,
+        sources: Arc<SourceCache>,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(POKE_QUEUE);
+        let interval = interval.max(Duration::from_millis(100));
+        let task = tokio::spawn(run(store, shards, sources, interval, rx, cancel));
+        RepoPoller {
+            poke: RepoPoke { tx },
+            task,
+        }
+    }
+
+    /// Poll the repository at `url` now (see [`RepoPoke::poke`]).
+    pub fn poke(&self, url: &str) -> bool {
+        self.poke.poke(url)
+    }
+
+    /// A handle that pokes this poller.
+    pub fn handle(&self) -> RepoPoke {
+        self.poke.clone()
+    }
+
+    /// Wait until the poller has stopped (after its cancellation token fired).
+    pub async fn stopped(self) {
+        if let Err(e) = self.task.await {
+            tracing::warn!("repository poller ended abnormally: {e}");
+        }
+    }
+}
+
+struct Due {
+    at: Instant,
+    failures: u32,
+    /// Poked: poll even if another node owns the repository's shard.
+    poked: bool,
+}
+
+async fn run(
+    store: Store,
+    shards: Arc<ShardNode>,
+    sources: Arc<SourceCache>,
+    interval: Duration,
+    mut pokes: mpsc::Receiver<String>,
+    cancel: CancellationToken,
+) {
+    let mut changes = store.subscribe();
+    let mut tracked: BTreeMap<String, BTreeSet<TrackedRef>> = BTreeMap::new();
+    let mut due: HashMap<String, Due> = HashMap::new();
+    let mut running: JoinSet<(String, Result<usize, RepoError>)> = JoinSet::new();
+    let mut in_flight: BTreeSet<String> = BTreeSet::new();
+    let mut dirty = true;
+    let tick = (interval / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+            ev = changes.recv() => {
+                match ev {
+                    Ok(ev) => dirty |= touches_apps(&ev),
+                    Err(broadcast::error::RecvError::Lagged(_)) => dirty = true,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+                continue;
+            }
+            url = pokes.recv() => {
+                if let Some(url) = url {
+                    dirty = true;
+                    due.insert(url, Due { at: Instant::now(), failures: 0, poked: true });
+                }
+            }
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Ok((url, result)) = done {
+                    in_flight.remove(&url);
+                    let d = due.entry(url.clone()).or_insert(Due { at: Instant::now(), failures: 0, poked: false });
+                    match result {
+                        Ok(n) => {
+                            if n > 0 {
+                                tracing::info!(repo = %redact_url(&url), recorded = n, "new revisions");
+                            }
+                            d.failures = 0;
+                            d.at = Instant::now() + interval - jitter(interval / 10);
+                        }
+                        Err(e) => {
+                            d.failures = d.failures.saturating_add(1);
+                            // Retry sooner than the interval at first, never later than it.
+                            let backoff = (Duration::from_secs(5) * 2u32.saturating_pow(d.failures.min(10)))
+                                .min(interval);
+                            tracing::warn!(repo = %redact_url(&url), error = %e, retry_in = ?backoff, "polling failed");
+                            d.at = Instant::now() + backoff + jitter(backoff / 10);
+                        }
+                    }
+                }
+            }
+        }
+        if dirty {
+            match tracked_refs(store.local()) {
+                Ok(t) => {
+                    tracked = t;
+                    dirty = false;
+                }
+                Err(e) => tracing::warn!(error = %e, "reading applications for polling"),
+            }
+            due.retain(|url, _| tracked.contains_key(url));
+        }
+        let count = match store.local().shard_map() {
+            Ok(Some(m)) if m.shard_count() > 0 => m.shard_count(),
+            _ => continue,
+        };
+        let now = Instant::now();
+        for (url, refs) in &tracked {
+            if running.len() >= PARALLEL_POLLS {
+                break;
+            }
+            if in_flight.contains(url) {
+                continue;
+            }
+            let d = due.entry(url.clone()).or_insert_with(|| Due {
+                at: now + jitter(interval),
+                failures: 0,
+                poked: false,
+            });
+            if d.at > now {
+                continue;
+            }
+            let shard = flotilla_shard::shard_of(url, count);
+            if !d.poked && shards.may_act(shard).is_err() {
+                // Another node polls it; look again later (ownership may move here).
+                d.at = now + interval / 4 + jitter(interval / 4);
+                continue;
+            }
+            d.poked = false;
+            let refs: Vec<TrackedRef> = refs.iter().cloned().collect();
+            let (store, sources, url) = (store.clone(), sources.clone(), url.clone());
+            in_flight.insert(url.clone());
+            running.spawn(async move {
+                let r = refresh(&store, &sources, &refs).await;
+                (url, r)
+            });
+        }
+    }
+    running.shutdown().await;
+}
+
+fn touches_apps(ev: &ChangeEvent) -> bool {
+    match ev {
+        ChangeEvent::Reset { .. } => true,
+        ChangeEvent::Applied { command, .. } => {
+            matches!(command, Command::PutApp { .. } | Command::DeleteApp { .. })
+        }
+    }
+}
