@@ -233,6 +233,30 @@ pub enum SecretSource {
     Value(Secret),
 }
 
+impl SecretSource {
+    /// The secret's text (a file's content without its trailing newline); says which file
+    /// could not be read, never the secret.
+    pub fn read(&self) -> Result<Secret, ConfigError> {
+        match self {
+            SecretSource::Value(s) => Ok(s.clone()),
+            SecretSource::File(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::File {
+                    file: p.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                let t = text.trim_end_matches(['\n', '\r']);
+                if t.is_empty() {
+                    return Err(ConfigError::File {
+                        file: p.display().to_string(),
+                        message: "the secret file is empty".into(),
+                    });
+                }
+                Ok(Secret(t.to_owned()))
+            }
+        }
+    }
+}
+
 /// Peer TLS file paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {

@@ -11,6 +11,7 @@
 //! exits; it rejoins when started again. SIGINT stops at once without leaving: the node keeps
 //! its membership, as after a crash, and resumes from its data directory.
 
+mod components;
 pub mod membership;
 
 use std::sync::Arc;
@@ -111,9 +112,19 @@ pub async fn run(
         usize::from(cfg.voters),
         cancel.clone(),
     ));
-    let api_addr = cfg.api_listen.to_string();
-    let http_addr = cfg.http_listen.to_string();
+    let api_listener = tokio::net::TcpListener::bind(cfg.api_listen)
+        .await
+        .with_context(|| format!("listen for the API on {}", cfg.api_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("listen for HTTP on {}", cfg.http_listen))?;
+    let api_addr = advertised(&cfg, api_listener.local_addr()?);
+    let http_addr = advertised(&cfg, http_listener.local_addr()?);
     publish_info_retrying(&store, &cfg, &api_addr, &http_addr, &cancel).await;
+    let parts = components::start(&cfg, &store, &shards, api_listener, http_listener, &cancel)
+        .await
+        .context("start the controller")?;
+    tracing::info!(api = %api_addr, http = %http_addr, "node serving");
 
     let kind = stop.await;
     tracing::info!(?kind, "stopping");
@@ -132,11 +143,26 @@ pub async fn run(
     }
     cancel.cancel();
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let _ = tokio::time::timeout(left.max(Duration::from_secs(1)), voters).await;
+    if tokio::time::timeout(left.max(Duration::from_secs(2)), parts.stopped())
+        .await
+        .is_err()
+    {
+        tracing::warn!("components did not stop within the grace period");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), voters).await;
     shards.shutdown().await;
     store.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The address others reach a listener at: the advertised host with the bound port.
+fn advertised(cfg: &NodeConfig, bound: std::net::SocketAddr) -> String {
+    let host = cfg
+        .advertise
+        .rsplit_once(':')
+        .map_or(cfg.advertise.as_str(), |(h, _)| h);
+    format!("{host}:{}", bound.port())
 }
 
 async fn publish_info_retrying(

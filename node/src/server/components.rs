@@ -1,0 +1,177 @@
+//! The controller components of a node, started on top of its store member and shard
+//! follower, and stopped together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use flotilla_raft::{ShardNode, Store};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clusters::ClusterRegistry;
+use crate::config::NodeConfig;
+use crate::controller::{Controller, ControllerDeps, ControllerSettings};
+use crate::ingest::{Ingest, IngestSettings};
+use crate::metrics::Collector;
+use crate::render::{RenderSettings, Renderer};
+use crate::repos::RepoPoller;
+use crate::source::{SourceCache, SourceConfig};
+
+/// How often the metrics collector samples the store, the shards and the clusters.
+const COLLECT_EVERY: Duration = Duration::from_secs(5);
+/// Throttle of status writes back onto Application resources, per app.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The running components.
+pub(super) struct Parts {
+    controller: Controller,
+    ingest: Ingest,
+    poller: RepoPoller,
+    collector: Collector,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl Parts {
+    /// Wait until every component stopped (after the cancellation token fired).
+    pub(super) async fn stopped(self) {
+        self.controller.stopped().await;
+        self.ingest.stopped().await;
+        self.poller.stopped().await;
+        self.collector.stopped().await;
+        for s in self.servers {
+            let _ = s.await;
+        }
+    }
+}
+
+/// The management cluster's client: from `--kubeconfig`, else in-cluster when running in a
+/// pod, else none.
+async fn management(cfg: &NodeConfig) -> anyhow::Result<Option<kube::Client>> {
+    if let Some(path) = &cfg.controller.kubeconfig {
+        return Ok(Some(crate::dev::kube_client(path).await?));
+    }
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        let config = kube::Config::incluster().context("in-cluster Kubernetes configuration")?;
+        return Ok(Some(kube::Client::try_from(config)?));
+    }
+    tracing::warn!("no management cluster (--kubeconfig, or in-cluster): Applications come only from --apps-dir and the API");
+    Ok(None)
+}
+
+pub(super) async fn start(
+    cfg: &NodeConfig,
+    store: &Store,
+    shards: &Arc<ShardNode>,
+    api_listener: tokio::net::TcpListener,
+    http_listener: tokio::net::TcpListener,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Parts> {
+    let metrics = crate::metrics::install()?;
+    let clusters = Arc::new(ClusterRegistry::new());
+    let mut source_cfg = SourceConfig::new(cfg.data_dir.join("repos"));
+    source_cfg.allow_local = cfg.controller.allow_local_repos;
+    let sources = Arc::new(SourceCache::new(source_cfg)?);
+    let mut render = RenderSettings::discover();
+    let work = cfg.data_dir.join("render");
+    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+    render.work_dir = Some(work);
+    let renderer = Arc::new(Renderer::new(sources.clone(), render)?);
+    let management = management(cfg).await?;
+
+    let ingest = Ingest::start(
+        store.clone(),
+        management.clone(),
+        clusters.clone(),
+        sources.clone(),
+        IngestSettings {
+            namespaces: cfg.controller.namespaces.clone(),
+            secrets_namespace: cfg.controller.secrets_namespace.clone(),
+            status_interval: STATUS_INTERVAL,
+            apps_dir: cfg.controller.apps_dir.clone(),
+            apps_repo: None,
+            poll: cfg.controller.repo_poll,
+        },
+        cancel.clone(),
+    );
+    let controller = Controller::start(
+        ControllerDeps {
+            store: store.clone(),
+            shards: shards.clone(),
+            clusters: clusters.clone(),
+            renderer: renderer.clone(),
+        },
+        ControllerSettings {
+            resync: cfg.controller.resync,
+            resync_jitter: cfg.controller.resync / 10,
+            workers: cfg.controller.workers,
+            ..ControllerSettings::default()
+        },
+        cancel.clone(),
+    );
+    let poller = RepoPoller::start(
+        store.clone(),
+        shards.clone(),
+        sources.clone(),
+        cfg.controller.repo_poll,
+        cancel.clone(),
+    );
+    let collector = Collector::start(
+        store.clone(),
+        shards.clone(),
+        clusters.clone(),
+        COLLECT_EVERY,
+        cancel.clone(),
+    );
+
+    let token = match &cfg.api_token {
+        Some(s) => Some(s.read()?.expose().to_owned()),
+        None => {
+            tracing::warn!("no API token configured (--api-token-file or FLOTILLA_API_TOKEN): the flotilla.v1 API accepts every caller");
+            None
+        }
+    };
+    let webhook_secret = match &cfg.webhook_secret {
+        Some(s) => Some(s.read()?.expose().to_owned()),
+        None => None,
+    };
+    let api = tokio::spawn({
+        let deps = crate::api::server::ApiDeps {
+            store: store.clone(),
+            renderer,
+            clusters,
+            management,
+            token,
+        };
+        let cancel = cancel.clone();
+        async move {
+            if let Err(e) = crate::api::server::serve(api_listener, deps, cancel.clone()).await {
+                tracing::error!(error = %e, "the API server stopped");
+                cancel.cancel();
+            }
+        }
+    });
+    let http = tokio::spawn({
+        let deps = crate::http::HttpDeps {
+            store: store.clone(),
+            shards: shards.clone(),
+            metrics,
+            webhook_secret,
+            sources,
+        };
+        let cancel = cancel.clone();
+        async move {
+            if let Err(e) = crate::http::serve(http_listener, deps, cancel.clone()).await {
+                tracing::error!(error = %e, "the HTTP server stopped");
+                cancel.cancel();
+            }
+        }
+    });
+    Ok(Parts {
+        controller,
+        ingest,
+        poller,
+        collector,
+        servers: vec![api, http],
+    })
+}
