@@ -16,8 +16,7 @@ use crate::status::{
 use crate::sync::executor::{sync_app, SyncContext, SyncRequest};
 use crate::sync::options::{parse_duration, Retry, SyncOptions};
 use crate::sync::result::{
-    now_rfc3339, should_auto_sync, AutoSyncDecision, AutoSyncInput, OperationPhase,
-    OperationResult,
+    now_rfc3339, should_auto_sync, AutoSyncDecision, AutoSyncInput, OperationPhase, OperationResult,
 };
 use flotilla_raft::{ApplyError, Command, Json, OperationRecord, StoreError};
 use serde_json::Value;
@@ -26,7 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Message of an operation whose node stopped before finishing it.
-pub const INTERRUPTED: &str = "operation interrupted: the node running it stopped";
+pub const INTERRUPTED: &str =
+    "operation interrupted: its node stopped or lost ownership before it finished";
 
 /// Argo CD's resources finalizer (and its `/foreground` and `/background` variants).
 pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
@@ -63,7 +63,9 @@ fn condition(kind: &str, message: impl Into<String>) -> Condition {
 fn fenced(key: &str, e: StoreError) -> ControllerError {
     match e {
         StoreError::Rejected(
-            ApplyError::Fenced { .. } | ApplyError::NoShardMap { .. } | ApplyError::NoSuchApp { .. },
+            ApplyError::Fenced { .. }
+            | ApplyError::NoShardMap { .. }
+            | ApplyError::NoSuchApp { .. },
         ) => ControllerError::NotOurs(key.to_string()),
         other => ControllerError::Store(other),
     }
@@ -250,7 +252,10 @@ fn diff_options(app: &Application, system: &[IgnoreRule]) -> Result<DiffOptions,
 }
 
 /// The app's sync options (plus `extra`) and retry policy.
-fn sync_settings(app: &Application, extra: &[String]) -> Result<(SyncOptions, Option<Retry>), String> {
+fn sync_settings(
+    app: &Application,
+    extra: &[String],
+) -> Result<(SyncOptions, Option<Retry>), String> {
     let policy = app.spec.sync_policy.as_ref();
     let mut entries = policy.map(|p| p.sync_options.clone()).unwrap_or_default();
     entries.extend(extra.iter().cloned());
@@ -332,6 +337,8 @@ struct Compared {
     revision: String,
     cmp: Comparison,
     diff: DiffOptions,
+    /// Held until the reconcile ends: bounds the apps worked on at once per cluster.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Build the status from a comparison (or keep the previous resources when there is none).
@@ -531,12 +538,18 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
         Ok(c) => c,
         Err(cond) => {
             if let Some((op_id, req)) = &pending_req {
-                inner
-                    .fail_request(key, op_id, req, &cond.message)
-                    .await?;
+                inner.fail_request(key, op_id, req, &cond.message).await?;
                 op = reader.operation(key)?;
             }
-            let st = build_status(inner, &app, rec.generation, prev.as_ref(), None, vec![cond], op.as_ref());
+            let st = build_status(
+                inner,
+                &app,
+                rec.generation,
+                prev.as_ref(),
+                None,
+                vec![cond],
+                op.as_ref(),
+            );
             inner.write_status(key, prev.as_ref(), st).await?;
             return Ok(Some(labels));
         }
@@ -773,10 +786,9 @@ async fn compare(
     };
     let proj = match reader.project(project_name) {
         Ok(Some(p)) => {
-            let doc = p
-                .spec
-                .to_value()
-                .map_err(|e| condition("InvalidSpecError", format!("project {project_name}: {e}")))?;
+            let doc = p.spec.to_value().map_err(|e| {
+                condition("InvalidSpecError", format!("project {project_name}: {e}"))
+            })?;
             project::parse_project(project_name, &doc)
                 .map_err(|e| condition("InvalidSpecError", e.to_string()))?
         }
@@ -803,7 +815,11 @@ async fn compare(
         .render(app, freshness)
         .await
         .map_err(|e| condition("ComparisonError", e.to_string()))?;
-    let desired: Vec<Value> = rendered.manifests.iter().map(|m| m.object.clone()).collect();
+    let desired: Vec<Value> = rendered
+        .manifests
+        .iter()
+        .map(|m| m.object.clone())
+        .collect();
     let revision = rendered
         .revisions
         .iter()
@@ -814,7 +830,10 @@ async fn compare(
     // Every kind must be permitted by the project before anything is compared or applied.
     for obj in &desired {
         let (group, kind) = health::group_kind(obj);
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let namespaced = match cluster.kind(api_version, &kind).await {
             Ok(k) => k.namespaced,
             Err(_) => desired
@@ -826,11 +845,14 @@ async fn compare(
         project::check_resource(project_name, &proj, &group, &kind, namespaced)
             .map_err(|m| condition("InvalidSpecError", m))?;
     }
-    let diff = diff_options(app, &inner.settings.ignore)
-        .map_err(|m| condition("InvalidSpecError", m))?;
+    let diff =
+        diff_options(app, &inner.settings.ignore).map_err(|m| condition("InvalidSpecError", m))?;
     inner.ensure_watch(&cluster).await;
-    let permits = inner.cluster_permit(cluster.name());
-    let _permit = permits.acquire().await;
+    let permit = inner
+        .cluster_permit(cluster.name())
+        .acquire_owned()
+        .await
+        .ok();
     let ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let cmp = if inner.cache_ready(&cluster).await {
         let managed = inner.live.app_objects(cluster.name(), &app.metadata.name);
@@ -863,6 +885,7 @@ async fn compare(
         revision,
         cmp,
         diff,
+        _permit: permit,
     })
 }
 
@@ -898,10 +921,7 @@ async fn freshness(inner: &Inner, app: &Application, force: bool) -> Freshness {
             }
             None => {
                 let now = tokio::time::Instant::now();
-                let mut last = inner
-                    .last_fetch
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+                let mut last = inner.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
                 let due = last
                     .get(&norm)
                     .is_none_or(|t| now.duration_since(*t) >= inner.settings.resync);
@@ -925,9 +945,10 @@ async fn delete_app(
     generation: u64,
     op: Option<&OperationRecord>,
 ) -> Result<bool, ControllerError> {
-    let finalizer = app.metadata.finalizers.iter().find(|f| {
-        *f == RESOURCES_FINALIZER || f.starts_with(&format!("{RESOURCES_FINALIZER}/"))
-    });
+    let finalizer =
+        app.metadata.finalizers.iter().find(|f| {
+            *f == RESOURCES_FINALIZER || f.starts_with(&format!("{RESOURCES_FINALIZER}/"))
+        });
     let Some(finalizer) = finalizer else {
         // Not ours to clean up: the app goes once its other finalizers are done.
         return Ok(false);
@@ -955,13 +976,14 @@ async fn delete_app(
             return Ok(false);
         }
     };
-    let managed = match live::list_managed(&cluster, &app.metadata.name, inner.settings.tracking).await {
-        Ok(m) => m,
-        Err(e) => {
-            inner.write_status(key, prev, fail(e.to_string())).await?;
-            return Ok(false);
-        }
-    };
+    let managed =
+        match live::list_managed(&cluster, &app.metadata.name, inner.settings.tracking).await {
+            Ok(m) => m,
+            Err(e) => {
+                inner.write_status(key, prev, fail(e.to_string())).await?;
+                return Ok(false);
+            }
+        };
     for obj in &managed {
         inner.may_act(key)?;
         if let Err(e) = crate::sync::apply::delete(&cluster, obj, propagation, false).await {
