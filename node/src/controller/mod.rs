@@ -10,6 +10,7 @@
 //! status (written only when it changed), and sync operations (requested, automated, or
 //! self-heal), every write fenced by [`ShardNode::may_act`].
 
+mod document;
 pub mod project;
 pub mod queue;
 mod reconcile;
