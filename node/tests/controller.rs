@@ -8,9 +8,12 @@ mod support;
 mod env;
 
 use env::{cm, wait_for, Env};
+use flotilla_node::controller::ControllerSettings;
+use flotilla_node::health::lua::Customizations;
 use flotilla_node::status::{self, sync_code, OperationRequest};
 use flotilla_raft::{Command, Json};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -41,12 +44,16 @@ async fn apps_sync_heal_follow_revisions_and_fail_alone() {
         .write("auto/cm.yaml", &cm("auto-a", "1"))
         .write("auto/web.yaml", &deployment("web"))
         .write("manual/cm.yaml", &cm("manual-a", "1"))
-        .write("broken/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [not, a map\n");
+        .write(
+            "broken/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: [not, a map\n",
+        );
     env.repo.commit("apps");
     let cancel = CancellationToken::new();
     let controller = env.controller(env::settings(), &cancel);
     let automated = json!({"automated": {"prune": true, "selfHeal": true}});
-    env.put_app(&env.app("auto", "auto", automated.clone())).await;
+    env.put_app(&env.app("auto", "auto", automated.clone()))
+        .await;
     env.put_app(&env.app("manual", "manual", json!({}))).await;
     env.put_app(&env.app("broken", "broken", automated)).await;
 
@@ -195,9 +202,9 @@ async fn projects_block_apply_and_the_finalizer_deletes_resources() {
     })
     .await;
     env.wait_status("cluster-kind", "a cluster-scoped kind violation", |s| {
-        s.conditions
-            .iter()
-            .any(|c| c.kind == "InvalidSpecError" && c.message.contains("Namespace (cluster-scoped)"))
+        s.conditions.iter().any(|c| {
+            c.kind == "InvalidSpecError" && c.message.contains("Namespace (cluster-scoped)")
+        })
     })
     .await;
     env.wait_status("no-project", "a missing project", |s| {
@@ -251,8 +258,11 @@ async fn projects_block_apply_and_the_finalizer_deletes_resources() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_loss_stops_acting_and_interrupted_operations_are_closed() {
     let env = env::start().await;
-    env.repo.write("lease/cm.yaml", &cm("lease-a", "1"));
-    env.repo.commit("app");
+    env.repo
+        .write("lease/cm.yaml", &cm("lease-a", "1"))
+        .write("slow/cm.yaml", &cm("slow-a", "slow"));
+    env.repo.commit("apps");
+    env.put_app(&env.app("slow", "slow", json!({}))).await;
     let key = status::app_key("argocd", "lease");
     env.put_app(&env.app(
         "lease",
@@ -284,8 +294,27 @@ async fn lease_loss_stops_acting_and_interrupted_operations_are_closed() {
         .await
         .expect("operation started");
 
+    // ConfigMaps saying `slow` never become healthy: their sync waits until cancelled.
+    let mut custom = Customizations::none();
+    custom.insert(
+        "",
+        "ConfigMap",
+        r#"hs = {}
+if obj.data ~= nil and obj.data.x == "slow" then
+  hs.status = "Progressing"
+  hs.message = "waiting"
+else
+  hs.status = "Healthy"
+end
+return hs"#,
+    );
+    let settings = ControllerSettings {
+        customizations: Arc::new(custom),
+        sync_step_timeout: Duration::from_secs(3600),
+        ..env::settings()
+    };
     let cancel = CancellationToken::new();
-    let controller = env.controller(env::settings(), &cancel);
+    let controller = env.controller(settings, &cancel);
     env.wait_configmap("lease-a", Some("1")).await;
     env.wait_status("lease", "Synced by a new operation", |s| {
         s.sync.status == sync_code::SYNCED
@@ -294,28 +323,78 @@ async fn lease_loss_stops_acting_and_interrupted_operations_are_closed() {
                 .is_some_and(|o| o.op_id != "stale" && o.phase == "Succeeded")
     })
     .await;
-    let op = env.store.local().operation(&key).expect("read").expect("op");
+    let op = env
+        .store
+        .local()
+        .operation(&key)
+        .expect("read")
+        .expect("op");
     assert_ne!(op.op_id, "stale");
 
-    // Without a lease, drift is seen but nothing is done.
+    // A sync that waits for health forever.
+    request_operation(
+        &env,
+        "slow",
+        "slow-1",
+        OperationRequest {
+            initiated_by: "test".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let slow = status::app_key("argocd", "slow");
+    env.wait_configmap("slow-a", Some("slow")).await;
+    let store = &env.store;
+    let slow_key = &slow;
+    wait_for("the slow operation runs", LIMIT, || async move {
+        store
+            .local()
+            .operation(slow_key)
+            .expect("read")
+            .is_some_and(|o| o.op_id == "slow-1" && o.finished.is_none())
+    })
+    .await;
+
+    // Without a lease, running syncs stop, and drift is seen but nothing is done.
     env.isolation.set(true);
     let shards = &env.shards;
     wait_for("the lease lapses", LIMIT, || async move {
         !shards.ownership().borrow().lease_valid
     })
     .await;
+    let c = &controller;
+    wait_for("the slow sync is cancelled", LIMIT, || async move {
+        c.stats().running == 0
+    })
+    .await;
     let refused = controller.stats().not_owned_total;
     env.delete_configmap("lease-a").await;
     let c = &controller;
-    wait_for("the drift reaches the controller and is refused", LIMIT, || async move {
-        c.stats().not_owned_total > refused
-    })
+    wait_for(
+        "the drift reaches the controller and is refused",
+        LIMIT,
+        || async move { c.stats().not_owned_total > refused },
+    )
     .await;
     assert!(env.configmap("lease-a").await.is_none());
 
     // With the lease back, the app is healed.
     env.isolation.set(false);
     env.wait_configmap("lease-a", Some("1")).await;
+    // The operation cut short is closed by the owner, and not run again (it was manual).
+    wait_for("the cut-short operation is closed", LIMIT, || async move {
+        store
+            .local()
+            .operation(slow_key)
+            .expect("read")
+            .is_some_and(|o| {
+                o.op_id == "slow-1"
+                    && o.finished
+                        .as_ref()
+                        .is_some_and(|f| f.result.as_str().contains("interrupted"))
+            })
+    })
+    .await;
 
     cancel.cancel();
     tokio::time::timeout(LIMIT, controller.stopped())

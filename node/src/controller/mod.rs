@@ -10,6 +10,7 @@
 //! status (written only when it changed), and sync operations (requested, automated, or
 //! self-heal), every write fenced by [`ShardNode::may_act`].
 
+mod document;
 pub mod project;
 pub mod queue;
 mod reconcile;
@@ -314,8 +315,13 @@ impl Inner {
     }
 
     fn enqueue(&self, key: &str, delay: Duration) {
-        if self.queue.add_after(key, delay) == Added::New {
-            metrics::counter!("flotilla_workqueue_adds_total").increment(1);
+        match self.queue.add_after(key, delay) {
+            Added::New => metrics::counter!("flotilla_workqueue_adds_total").increment(1),
+            Added::Coalesced => {}
+            Added::Full => {
+                tracing::warn!(app = %key, capacity = self.settings.queue_capacity,
+                    "work queue full; the app waits for the next sweep");
+            }
         }
         self.publish_depth();
     }
@@ -380,10 +386,7 @@ impl Inner {
                 return;
             }
         };
-        self.index
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.index.lock().unwrap_or_else(|p| p.into_inner()).clear();
         for rec in apps {
             self.index_app(&rec.app, &rec.spec);
         }
@@ -493,9 +496,9 @@ impl Inner {
             }
             Command::RecordRevision { repo, git_ref, .. } => {
                 let norm = crate::source::normalize_url(repo);
-                for key in self.keys_where(|_, i| {
-                    i.sources.iter().any(|(u, r)| *u == norm && r == git_ref)
-                }) {
+                for key in self
+                    .keys_where(|_, i| i.sources.iter().any(|(u, r)| *u == norm && r == git_ref))
+                {
                     if self.owns(&key) {
                         self.with_state(&key, |s| s.fetch = true);
                         self.enqueue(&key, d);
@@ -570,9 +573,19 @@ async fn event_loop(
     mut changes: ChangeReceiver,
 ) {
     let mut live_open = true;
+    // A sweep re-queues every owned app that is not queued (after a full queue, or anything
+    // missed), for its regular resync.
+    let mut sweep = tokio::time::interval(inner.settings.resync.max(Duration::from_millis(100)));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    sweep.tick().await;
     loop {
         tokio::select! {
             _ = inner.cancel.cancelled() => return,
+            _ = sweep.tick() => {
+                if !inner.paused.load(Ordering::SeqCst) {
+                    inner.enqueue_owned(inner.settings.resync);
+                }
+            }
             e = store_events.recv() => match e {
                 Ok(ev) => match &*ev {
                     ChangeEvent::Applied { command, result, .. } => {

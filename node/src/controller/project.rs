@@ -9,8 +9,8 @@
 //! is set, only if it lists it. The built-in `default` project, when not defined in the
 //! store, allows everything ([`permissive`]).
 
-use crate::model::{AppProjectSpec, GroupKind, ProjectDestination};
 use crate::model::Application;
+use crate::model::{AppProjectSpec, GroupKind, ProjectDestination};
 use serde_json::Value;
 
 /// The name of Argo CD's built-in project.
@@ -93,9 +93,10 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 fn repo_allowed(project: &AppProjectSpec, url: &str) -> bool {
     let norm = crate::source::normalize_url(url);
-    project.source_repos.iter().any(|pat| {
-        glob_match(pat, url) || glob_match(&crate::source::normalize_url(pat), &norm)
-    })
+    project
+        .source_repos
+        .iter()
+        .any(|pat| glob_match(pat, url) || glob_match(&crate::source::normalize_url(pat), &norm))
 }
 
 /// A pattern with its negation split off.
@@ -207,7 +208,11 @@ pub fn check_resource(
     if ok {
         Ok(())
     } else {
-        let scope = if namespaced { "namespaced" } else { "cluster-scoped" };
+        let scope = if namespaced {
+            "namespaced"
+        } else {
+            "cluster-scoped"
+        };
         Err(format!(
             "resource {shown} ({scope}) is not permitted in project '{project_name}'"
         ))
@@ -236,8 +241,14 @@ mod tests {
     #[test]
     fn globs_match_like_argo_cd() {
         assert!(glob_match("*", "anything"));
-        assert!(glob_match("https://github.com/org/*", "https://github.com/org/repo"));
-        assert!(!glob_match("https://github.com/org/*", "https://gitlab.com/org/repo"));
+        assert!(glob_match(
+            "https://github.com/org/*",
+            "https://github.com/org/repo"
+        ));
+        assert!(!glob_match(
+            "https://github.com/org/*",
+            "https://gitlab.com/org/repo"
+        ));
         assert!(glob_match("team-?", "team-a"));
         assert!(!glob_match("team-?", "team-ab"));
         assert!(glob_match("*-prod", "web-prod"));
@@ -255,7 +266,10 @@ mod tests {
         assert_eq!(check_app("p", &p, &ok, "", ""), Ok(()));
         let bad = app("https://git.other.com/x.git", "https://k", "web");
         let err = check_app("p", &p, &bad, "", "").unwrap_err();
-        assert!(err.contains("repo https://git.other.com/x.git is not permitted"), "{err}");
+        assert!(
+            err.contains("repo https://git.other.com/x.git is not permitted"),
+            "{err}"
+        );
         let none = project(json!({"destinations": [{"server": "*", "namespace": "*"}]}));
         assert!(check_app("p", &none, &ok, "", "").is_err());
     }
@@ -288,14 +302,18 @@ mod tests {
 
     #[test]
     fn cluster_scoped_kinds_need_the_whitelist() {
-        let p = project(json!({"clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
-            "clusterResourceBlacklist": [{"group": "rbac.authorization.k8s.io", "kind": "*"}]}));
+        let p = project(
+            json!({"clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
+            "clusterResourceBlacklist": [{"group": "rbac.authorization.k8s.io", "kind": "*"}]}),
+        );
         assert!(check_resource("p", &p, "", "Namespace", false).is_ok());
-        let err = check_resource("p", &p, "rbac.authorization.k8s.io", "ClusterRole", false)
-            .unwrap_err();
+        let err =
+            check_resource("p", &p, "rbac.authorization.k8s.io", "ClusterRole", false).unwrap_err();
         assert!(err.contains("cluster-scoped"), "{err}");
-        let all = project(json!({"clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
-            "clusterResourceBlacklist": [{"group": "", "kind": "Namespace"}]}));
+        let all = project(
+            json!({"clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
+            "clusterResourceBlacklist": [{"group": "", "kind": "Namespace"}]}),
+        );
         assert!(check_resource("p", &all, "storage.k8s.io", "StorageClass", false).is_ok());
         assert!(check_resource("p", &all, "", "Namespace", false).is_err());
         let none = project(json!({}));
@@ -306,10 +324,12 @@ mod tests {
     fn namespaced_kinds_follow_black_and_white_lists() {
         let open = project(json!({}));
         assert!(check_resource("p", &open, "apps", "Deployment", true).is_ok());
-        let black = project(json!({"namespaceResourceBlacklist": [{"group": "", "kind": "Secret"}]}));
+        let black =
+            project(json!({"namespaceResourceBlacklist": [{"group": "", "kind": "Secret"}]}));
         assert!(check_resource("p", &black, "", "Secret", true).is_err());
         assert!(check_resource("p", &black, "", "ConfigMap", true).is_ok());
-        let white = project(json!({"namespaceResourceWhitelist": [{"group": "apps", "kind": "*"}]}));
+        let white =
+            project(json!({"namespaceResourceWhitelist": [{"group": "apps", "kind": "*"}]}));
         assert!(check_resource("p", &white, "apps", "Deployment", true).is_ok());
         assert!(check_resource("p", &white, "", "ConfigMap", true).is_err());
     }
@@ -322,7 +342,10 @@ mod tests {
         assert!(check_resource(DEFAULT_PROJECT, &p, "", "Namespace", false).is_ok());
         let whole = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
             "metadata": {"name": "p"}, "spec": {"sourceRepos": ["x"]}});
-        assert_eq!(parse_project("p", &whole).expect("parse").source_repos, ["x"]);
+        assert_eq!(
+            parse_project("p", &whole).expect("parse").source_repos,
+            ["x"]
+        );
         assert!(parse_project("p", &json!({"sourceRepos": 3})).is_err());
     }
 }

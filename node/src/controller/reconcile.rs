@@ -1,32 +1,31 @@
 //! One reconcile of one application: read it, check its project, render, compare, assess
 //! health, run a requested or automated sync, and write its status when it changed.
 
+use super::document::{
+    build_status, condition, diff_options, json_err, millis_rfc3339, now_millis, op_request,
+    op_result, operation_state, selection, sync_settings, with_override, StatusSettings,
+};
 use super::project::{self, DEFAULT_PROJECT};
 use super::{ControllerError, Inner};
 use crate::clusters::Cluster;
-use crate::diff::{DiffOptions, Drift, IgnoreRule, ResourceKey};
-use crate::health::{self, HealthStatus};
+use crate::diff::{DiffOptions, Drift, ResourceKey};
+use crate::health;
 use crate::live::{self, Comparison};
 use crate::model::Application;
 use crate::source::{normalize_url, Freshness};
-use crate::status::{
-    self, sync_code, AppStatus, Condition, HistoryEntry, OperationRequest, OperationState,
-    ResourceStatus,
-};
+use crate::status::{self, sync_code, AppStatus, Condition, OperationRequest};
 use crate::sync::executor::{sync_app, SyncContext, SyncRequest};
-use crate::sync::options::{parse_duration, Retry, SyncOptions};
 use crate::sync::result::{
-    now_rfc3339, should_auto_sync, AutoSyncDecision, AutoSyncInput, OperationPhase,
-    OperationResult,
+    now_rfc3339, should_auto_sync, AutoSyncDecision, AutoSyncInput, OperationPhase, OperationResult,
 };
 use flotilla_raft::{ApplyError, Command, Json, OperationRecord, StoreError};
 use serde_json::Value;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Message of an operation whose node stopped before finishing it.
-pub const INTERRUPTED: &str = "operation interrupted: the node running it stopped";
+pub const INTERRUPTED: &str =
+    "operation interrupted: its node stopped or lost ownership before it finished";
 
 /// Argo CD's resources finalizer (and its `/foreground` and `/background` variants).
 pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
@@ -34,42 +33,26 @@ pub const RESOURCES_FINALIZER: &str = "resources-finalizer.argocd.argoproj.io";
 /// Labels of the reconcile histogram, or `None` when the app is gone.
 pub(super) type Outcome = Option<(String, String)>;
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-fn millis_rfc3339(ms: i64) -> String {
-    k8s_openapi::jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
-fn json_err(app: &str, what: &'static str) -> impl FnOnce(serde_json::Error) -> ControllerError {
-    let app = app.to_string();
-    move |source| ControllerError::Json { app, what, source }
-}
-
-fn condition(kind: &str, message: impl Into<String>) -> Condition {
-    Condition {
-        kind: kind.into(),
-        message: message.into(),
-    }
-}
-
 /// Map fencing refusals to "not ours".
 fn fenced(key: &str, e: StoreError) -> ControllerError {
     match e {
         StoreError::Rejected(
-            ApplyError::Fenced { .. } | ApplyError::NoShardMap { .. } | ApplyError::NoSuchApp { .. },
+            ApplyError::Fenced { .. }
+            | ApplyError::NoShardMap { .. }
+            | ApplyError::NoSuchApp { .. },
         ) => ControllerError::NotOurs(key.to_string()),
         other => ControllerError::Store(other),
     }
 }
 
 impl Inner {
+    fn status_settings(&self) -> StatusSettings<'_> {
+        StatusSettings {
+            custom: &self.settings.customizations,
+            history_limit: self.settings.history_limit,
+        }
+    }
+
     /// Propose a fenced command built from this node's id and the epoch `may_act` gives now.
     async fn propose_fenced(
         &self,
@@ -189,142 +172,6 @@ impl Inner {
     }
 }
 
-/// The result of an operation record, if finished and readable.
-fn op_result(op: &OperationRecord) -> Option<OperationResult> {
-    let f = op.finished.as_ref()?;
-    serde_json::from_str(f.result.as_str()).ok()
-}
-
-fn op_request(op: &OperationRecord) -> OperationRequest {
-    serde_json::from_str(op.request.as_str()).unwrap_or_default()
-}
-
-/// `status.operationState` from the stored operation.
-fn operation_state(op: &OperationRecord) -> OperationState {
-    let result = op_result(op);
-    let request = op_request(op);
-    match result {
-        Some(r) => OperationState {
-            op_id: op.op_id.clone(),
-            phase: format!("{:?}", r.phase),
-            message: r.message,
-            revision: r.revision,
-            started_at: millis_rfc3339(op.started_at),
-            finished_at: op.finished.as_ref().map(|f| millis_rfc3339(f.at)),
-            retry_count: r.attempts.saturating_sub(1),
-        },
-        None => OperationState {
-            op_id: op.op_id.clone(),
-            phase: if op.finished.is_some() {
-                "Error".into()
-            } else {
-                "Running".into()
-            },
-            message: String::new(),
-            revision: request.revision.unwrap_or_default(),
-            started_at: millis_rfc3339(op.started_at),
-            finished_at: op.finished.as_ref().map(|f| millis_rfc3339(f.at)),
-            retry_count: 0,
-        },
-    }
-}
-
-/// The app's diff options: its own `ignoreDifferences`, then the system-level ones.
-fn diff_options(app: &Application, system: &[IgnoreRule]) -> Result<DiffOptions, String> {
-    let mut opts = DiffOptions::default();
-    for r in &app.spec.ignore_differences {
-        let rule = IgnoreRule {
-            group: r.group.clone(),
-            kind: r.kind.clone(),
-            name: r.name.clone(),
-            namespace: r.namespace.clone(),
-            json_pointers: r.json_pointers.clone(),
-            jq_path_expressions: r.jq_path_expressions.clone(),
-            managed_fields_managers: r.managed_fields_managers.clone(),
-        };
-        rule.validate().map_err(|e| e.to_string())?;
-        opts.ignore.push(rule);
-    }
-    opts.ignore.extend(system.iter().cloned());
-    Ok(opts)
-}
-
-/// The app's sync options (plus `extra`) and retry policy.
-fn sync_settings(app: &Application, extra: &[String]) -> Result<(SyncOptions, Option<Retry>), String> {
-    let policy = app.spec.sync_policy.as_ref();
-    let mut entries = policy.map(|p| p.sync_options.clone()).unwrap_or_default();
-    entries.extend(extra.iter().cloned());
-    let (options, _unknown) = SyncOptions::default().with(entries.iter().map(String::as_str));
-    let retry = match policy.and_then(|p| p.retry.as_ref()) {
-        None => None,
-        Some(r) => {
-            let mut out = Retry::default();
-            if let Some(l) = r.limit {
-                out.limit = l;
-            }
-            if let Some(b) = &r.backoff {
-                if let Some(d) = &b.duration {
-                    out.duration =
-                        parse_duration("retry.backoff.duration", d).map_err(|e| e.to_string())?;
-                }
-                if let Some(f) = b.factor {
-                    out.factor = f as f64;
-                }
-                if let Some(m) = &b.max_duration {
-                    out.max_duration = parse_duration("retry.backoff.maxDuration", m)
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            Some(out)
-        }
-    };
-    Ok((options, retry))
-}
-
-/// Parse `group/kind/namespace/name` selections (`kind/namespace/name` for the core group).
-fn selection(resources: &[String]) -> Option<BTreeSet<ResourceKey>> {
-    if resources.is_empty() {
-        return None;
-    }
-    let keys = resources
-        .iter()
-        .filter_map(|r| {
-            let parts: Vec<&str> = r.split('/').collect();
-            let (group, kind, namespace, name) = match parts.as_slice() {
-                [g, k, ns, n] => (*g, *k, *ns, *n),
-                [k, ns, n] => ("", *k, *ns, *n),
-                _ => return None,
-            };
-            Some(ResourceKey {
-                group: group.into(),
-                kind: kind.into(),
-                namespace: namespace.into(),
-                name: name.into(),
-            })
-        })
-        .collect();
-    Some(keys)
-}
-
-/// The app with a request's revision or source override applied.
-fn with_override(app: &Application, req: &OperationRequest) -> Result<Application, String> {
-    let mut out = app.clone();
-    if let Some(src) = &req.source {
-        let parsed = serde_json::from_value(src.clone())
-            .map_err(|e| format!("operation source override: {e}"))?;
-        out.spec.source = Some(parsed);
-        out.spec.sources.clear();
-    }
-    if let Some(rev) = &req.revision {
-        if let Some(s) = out.spec.source.as_mut() {
-            s.target_revision = Some(rev.clone());
-        } else if let Some(first) = out.spec.sources.first_mut() {
-            first.target_revision = Some(rev.clone());
-        }
-    }
-    Ok(out)
-}
-
 /// Everything a reconcile learned before deciding on an operation.
 struct Compared {
     cluster: Arc<Cluster>,
@@ -332,127 +179,8 @@ struct Compared {
     revision: String,
     cmp: Comparison,
     diff: DiffOptions,
-}
-
-/// Build the status from a comparison (or keep the previous resources when there is none).
-fn build_status(
-    inner: &Inner,
-    app: &Application,
-    generation: u64,
-    prev: Option<&AppStatus>,
-    compared: Option<(&Comparison, &str)>,
-    conditions: Vec<Condition>,
-    op: Option<&OperationRecord>,
-) -> AppStatus {
-    let mut st = AppStatus {
-        observed_generation: generation,
-        reconciled_at: Some(now_rfc3339()),
-        conditions,
-        history: prev.map(|p| p.history.clone()).unwrap_or_default(),
-        ..Default::default()
-    };
-    match compared {
-        Some((cmp, revision)) => {
-            let mut healths = Vec::new();
-            for d in &cmp.diffs {
-                let live = cmp.live.get(&d.key);
-                let version = live
-                    .or_else(|| cmp.desired.iter().find(|o| ResourceKey::of(o) == d.key))
-                    .and_then(|o| o.get("apiVersion"))
-                    .and_then(Value::as_str)
-                    .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
-                    .unwrap_or_default();
-                let h = match (live, d.drift) {
-                    (_, Drift::Extra) => None,
-                    (Some(l), _) => health::assess(l, &inner.settings.customizations),
-                    (None, _) => Some(health::Health::new(HealthStatus::Missing, "")),
-                };
-                if let Some(h) = &h {
-                    healths.push(h.clone());
-                }
-                st.resources.push(ResourceStatus {
-                    group: d.key.group.clone(),
-                    version,
-                    kind: d.key.kind.clone(),
-                    namespace: d.key.namespace.clone(),
-                    name: d.key.name.clone(),
-                    status: if d.in_sync() {
-                        sync_code::SYNCED.into()
-                    } else {
-                        sync_code::OUT_OF_SYNC.into()
-                    },
-                    health: h.map(|h| status::HealthStatus {
-                        status: h.status.as_str().into(),
-                        message: h.message,
-                    }),
-                    requires_pruning: d.drift == Drift::Extra,
-                });
-            }
-            let worst = health::aggregate(&healths);
-            let message = healths
-                .iter()
-                .find(|h| h.status == worst && !h.message.is_empty())
-                .map(|h| h.message.clone())
-                .unwrap_or_default();
-            st.health = status::HealthStatus {
-                status: worst.as_str().into(),
-                message: if worst == HealthStatus::Healthy {
-                    String::new()
-                } else {
-                    message
-                },
-            };
-            st.sync = status::SyncStatus {
-                status: if cmp.in_sync() {
-                    sync_code::SYNCED.into()
-                } else {
-                    sync_code::OUT_OF_SYNC.into()
-                },
-                revision: revision.to_string(),
-            };
-        }
-        None => {
-            if let Some(p) = prev {
-                st.health = p.health.clone();
-                st.resources = p.resources.clone();
-                st.sync.revision = p.sync.revision.clone();
-            }
-        }
-    }
-    if let Some(op) = op {
-        st.operation_state = Some(operation_state(op));
-        // A successful, persisted operation is a deployment: record it once.
-        if let Some(r) = op_result(op).filter(|r| r.succeeded() && !r.dry_run) {
-            if !st.history.iter().any(|h| h.op_id == op.op_id) {
-                let req = op_request(op);
-                let source = req.source.clone().unwrap_or_else(|| {
-                    if app.is_multi_source() {
-                        serde_json::to_value(&app.spec.sources).unwrap_or_default()
-                    } else {
-                        serde_json::to_value(&app.spec.source).unwrap_or_default()
-                    }
-                });
-                st.history.push(HistoryEntry {
-                    id: st.history.last().map(|h| h.id + 1).unwrap_or(0),
-                    revision: r.revision.clone(),
-                    deployed_at: r.finished_at.clone().unwrap_or_default(),
-                    deploy_started_at: r.started_at.clone(),
-                    source,
-                    op_id: op.op_id.clone(),
-                });
-            }
-        }
-    }
-    let limit = app
-        .spec
-        .revision_history_limit
-        .and_then(|l| usize::try_from(l).ok())
-        .unwrap_or(inner.settings.history_limit);
-    if st.history.len() > limit {
-        let cut = st.history.len() - limit;
-        st.history.drain(..cut);
-    }
-    st
+    /// Held until the reconcile ends: bounds the apps worked on at once per cluster.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Reconcile one application.
@@ -531,12 +259,18 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
         Ok(c) => c,
         Err(cond) => {
             if let Some((op_id, req)) = &pending_req {
-                inner
-                    .fail_request(key, op_id, req, &cond.message)
-                    .await?;
+                inner.fail_request(key, op_id, req, &cond.message).await?;
                 op = reader.operation(key)?;
             }
-            let st = build_status(inner, &app, rec.generation, prev.as_ref(), None, vec![cond], op.as_ref());
+            let st = build_status(
+                &inner.status_settings(),
+                &app,
+                rec.generation,
+                prev.as_ref(),
+                None,
+                vec![cond],
+                op.as_ref(),
+            );
             inner.write_status(key, prev.as_ref(), st).await?;
             return Ok(Some(labels));
         }
@@ -660,7 +394,7 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
         }
     }
     let st = build_status(
-        inner,
+        &inner.status_settings(),
         &app,
         rec.generation,
         prev.as_ref(),
@@ -773,10 +507,9 @@ async fn compare(
     };
     let proj = match reader.project(project_name) {
         Ok(Some(p)) => {
-            let doc = p
-                .spec
-                .to_value()
-                .map_err(|e| condition("InvalidSpecError", format!("project {project_name}: {e}")))?;
+            let doc = p.spec.to_value().map_err(|e| {
+                condition("InvalidSpecError", format!("project {project_name}: {e}"))
+            })?;
             project::parse_project(project_name, &doc)
                 .map_err(|e| condition("InvalidSpecError", e.to_string()))?
         }
@@ -803,7 +536,11 @@ async fn compare(
         .render(app, freshness)
         .await
         .map_err(|e| condition("ComparisonError", e.to_string()))?;
-    let desired: Vec<Value> = rendered.manifests.iter().map(|m| m.object.clone()).collect();
+    let desired: Vec<Value> = rendered
+        .manifests
+        .iter()
+        .map(|m| m.object.clone())
+        .collect();
     let revision = rendered
         .revisions
         .iter()
@@ -814,7 +551,10 @@ async fn compare(
     // Every kind must be permitted by the project before anything is compared or applied.
     for obj in &desired {
         let (group, kind) = health::group_kind(obj);
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let namespaced = match cluster.kind(api_version, &kind).await {
             Ok(k) => k.namespaced,
             Err(_) => desired
@@ -826,11 +566,14 @@ async fn compare(
         project::check_resource(project_name, &proj, &group, &kind, namespaced)
             .map_err(|m| condition("InvalidSpecError", m))?;
     }
-    let diff = diff_options(app, &inner.settings.ignore)
-        .map_err(|m| condition("InvalidSpecError", m))?;
+    let diff =
+        diff_options(app, &inner.settings.ignore).map_err(|m| condition("InvalidSpecError", m))?;
     inner.ensure_watch(&cluster).await;
-    let permits = inner.cluster_permit(cluster.name());
-    let _permit = permits.acquire().await;
+    let permit = inner
+        .cluster_permit(cluster.name())
+        .acquire_owned()
+        .await
+        .ok();
     let ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let cmp = if inner.cache_ready(&cluster).await {
         let managed = inner.live.app_objects(cluster.name(), &app.metadata.name);
@@ -863,6 +606,7 @@ async fn compare(
         revision,
         cmp,
         diff,
+        _permit: permit,
     })
 }
 
@@ -898,10 +642,7 @@ async fn freshness(inner: &Inner, app: &Application, force: bool) -> Freshness {
             }
             None => {
                 let now = tokio::time::Instant::now();
-                let mut last = inner
-                    .last_fetch
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+                let mut last = inner.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
                 let due = last
                     .get(&norm)
                     .is_none_or(|t| now.duration_since(*t) >= inner.settings.resync);
@@ -925,9 +666,10 @@ async fn delete_app(
     generation: u64,
     op: Option<&OperationRecord>,
 ) -> Result<bool, ControllerError> {
-    let finalizer = app.metadata.finalizers.iter().find(|f| {
-        *f == RESOURCES_FINALIZER || f.starts_with(&format!("{RESOURCES_FINALIZER}/"))
-    });
+    let finalizer =
+        app.metadata.finalizers.iter().find(|f| {
+            *f == RESOURCES_FINALIZER || f.starts_with(&format!("{RESOURCES_FINALIZER}/"))
+        });
     let Some(finalizer) = finalizer else {
         // Not ours to clean up: the app goes once its other finalizers are done.
         return Ok(false);
@@ -939,7 +681,7 @@ async fn delete_app(
     };
     let fail = |message: String| {
         build_status(
-            inner,
+            &inner.status_settings(),
             app,
             generation,
             prev,
@@ -955,13 +697,14 @@ async fn delete_app(
             return Ok(false);
         }
     };
-    let managed = match live::list_managed(&cluster, &app.metadata.name, inner.settings.tracking).await {
-        Ok(m) => m,
-        Err(e) => {
-            inner.write_status(key, prev, fail(e.to_string())).await?;
-            return Ok(false);
-        }
-    };
+    let managed =
+        match live::list_managed(&cluster, &app.metadata.name, inner.settings.tracking).await {
+            Ok(m) => m,
+            Err(e) => {
+                inner.write_status(key, prev, fail(e.to_string())).await?;
+                return Ok(false);
+            }
+        };
     for obj in &managed {
         inner.may_act(key)?;
         if let Err(e) = crate::sync::apply::delete(&cluster, obj, propagation, false).await {

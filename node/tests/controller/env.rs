@@ -77,13 +77,19 @@ pub async fn start() -> Env {
         .expect("shard node starts"),
     );
     let s = shards.clone();
-    wait_for("this node owns every shard", Duration::from_secs(30), || {
-        let s = s.clone();
-        async move {
-            let o = s.ownership().borrow().clone();
-            o.lease_valid && !o.owned.is_empty() && o.owned.iter().all(|&x| s.may_act(x).is_ok())
-        }
-    })
+    wait_for(
+        "this node owns every shard",
+        Duration::from_secs(30),
+        || {
+            let s = s.clone();
+            async move {
+                let o = s.ownership().borrow().clone();
+                o.lease_valid
+                    && !o.owned.is_empty()
+                    && o.owned.iter().all(|&x| s.may_act(x).is_ok())
+            }
+        },
+    )
     .await;
     let sim = SimCluster::start(SimConfig {
         controllers: ControllerConfig {
@@ -97,7 +103,11 @@ pub async fn start() -> Env {
     .expect("simcluster starts");
     let clusters = Arc::new(ClusterRegistry::new());
     let cluster = clusters
-        .add_kubeconfig(&sim.kubeconfig().expect("kubeconfig"), None, Limits::default())
+        .add_kubeconfig(
+            &sim.kubeconfig().expect("kubeconfig"),
+            None,
+            Limits::default(),
+        )
         .await
         .expect("cluster");
     let repo = Repo::init(&dir.path().join("repo"));
@@ -136,7 +146,11 @@ pub fn settings() -> ControllerSettings {
 
 impl Env {
     /// Start a controller over this environment.
-    pub fn controller(&self, settings: ControllerSettings, cancel: &CancellationToken) -> Controller {
+    pub fn controller(
+        &self,
+        settings: ControllerSettings,
+        cancel: &CancellationToken,
+    ) -> Controller {
         Controller::start(
             ControllerDeps {
                 store: self.store.clone(),
@@ -218,7 +232,9 @@ impl Env {
         let start = Instant::now();
         loop {
             let cm = self.configmap(name).await;
-            let got = cm.as_ref().map(|c| c["data"]["x"].as_str().unwrap_or("").to_string());
+            let got = cm
+                .as_ref()
+                .map(|c| c["data"]["x"].as_str().unwrap_or("").to_string());
             if got.as_deref() == value {
                 return;
             }
