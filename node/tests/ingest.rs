@@ -665,3 +665,72 @@ async fn apps_directories_and_git_paths_are_ingested() {
     ingest.stopped().await;
     env.store.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_takes_ingestion_over() {
+    let env = env().await;
+    let (_sim, client) = management().await;
+    let apps = apps_api(&client);
+    // Two more members join the group; each node runs ingestion, only the leader mirrors.
+    let mut stores = vec![env.store.clone()];
+    for id in [2, 3] {
+        let mut cfg = StoreConfig::new(
+            id,
+            env.dir.path().join(format!("store-{id}")),
+            "127.0.0.1:0".parse().expect("addr"),
+        );
+        flotilla_raft::shards::tune_store(&mut cfg);
+        let s = Store::start(cfg).await.expect("member starts");
+        env.store
+            .add_learner(id, s.addr().to_string())
+            .await
+            .expect("learner");
+        stores.push(s);
+    }
+    env.store.promote([2, 3].into()).await.expect("promote");
+    let ingests: Vec<Ingest> = stores
+        .iter()
+        .map(|s| {
+            Ingest::start(
+                s.clone(),
+                Some(client.clone()),
+                Arc::new(ClusterRegistry::new()),
+                env.sources.clone(),
+                settings(),
+                env.cancel.clone(),
+            )
+        })
+        .collect();
+    create(&apps, application("first", "one")).await;
+    wait_until("the first app", 20, || async {
+        env.app("argocd/first").is_some()
+    })
+    .await;
+
+    tracing::info!("phase: leadership moves to member 2 and member 1 stops");
+    env.store.transfer_leadership(2).await.expect("transfer");
+    wait_until("member 2 to lead", 20, || async {
+        stores.iter().all(|s| s.metrics().leader == Some(2))
+    })
+    .await;
+    // Member 1 stops altogether: whatever reaches the store now comes from the new leader.
+    stores[0].shutdown().await;
+    create(&apps, application("second", "two")).await;
+    apps.delete("first", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_until("the new leader's changes", 20, || async {
+        let r = stores[1].local();
+        r.app("argocd/second").expect("read").is_some()
+            && r.app("argocd/first").expect("read").is_none()
+    })
+    .await;
+
+    env.cancel.cancel();
+    for i in ingests {
+        i.stopped().await;
+    }
+    for s in &stores {
+        s.shutdown().await;
+    }
+}
