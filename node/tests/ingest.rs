@@ -570,6 +570,45 @@ async fn secrets_register_clusters_and_credentials_by_reference() {
         assert!(!text.contains(leak), "{leak} reached the store");
     }
 
+    tracing::info!("phase: a Secret changes");
+    let moved = secret(
+        "prod",
+        "cluster",
+        &[
+            ("name", "prod"),
+            ("server", "https://127.0.0.1:10"),
+            ("config", cluster_config),
+        ],
+    );
+    secrets
+        .patch(
+            "prod",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": moved.data})),
+        )
+        .await
+        .expect("patch secret");
+    wait_until(
+        "the new server in the store and the registry",
+        10,
+        || async {
+            let stored = env.store.local().clusters().expect("clusters");
+            stored.len() == 1
+                && stored[0].server == "https://127.0.0.1:10"
+                && env
+                    .clusters
+                    .all()
+                    .iter()
+                    .any(|c| c.server() == "https://127.0.0.1:10")
+        },
+    )
+    .await;
+    assert_eq!(
+        env.clusters.all().len(),
+        1,
+        "the old registration is replaced"
+    );
+
     tracing::info!("phase: Secrets removed");
     secrets
         .delete("prod", &DeleteParams::default())
