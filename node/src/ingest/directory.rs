@@ -124,7 +124,19 @@ pub(crate) fn collect(files: &[(String, String)], default_namespace: &str) -> Co
     for (file, text) in files {
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let what = format!("{file} (document {})", i + 1);
-            match read_document(&what, doc, default_namespace) {
+            let value = match serde_yaml::Value::deserialize(doc) {
+                Ok(v) => v,
+                Err(e) => {
+                    // A syntax error ends the stream: the parser would repeat it forever.
+                    metrics::counter!("flotilla_ingest_invalid_total", "kind" => "manifest")
+                        .increment(1);
+                    tracing::error!(file = %what, error = %e,
+                        "bad Application manifest: cannot parse; the rest of the file is skipped");
+                    out.complete = false;
+                    break;
+                }
+            };
+            match read_document(&what, value, default_namespace) {
                 Ok(Some((key, v))) => {
                     if out.apps.insert(key.clone(), v).is_some() {
                         tracing::warn!(app = %key, file = %what, "Application defined twice; the last one wins");
@@ -146,10 +158,9 @@ pub(crate) fn collect(files: &[(String, String)], default_namespace: &str) -> Co
 /// One document: `Ok(None)` for empty documents and other kinds.
 fn read_document(
     what: &str,
-    doc: serde_yaml::Deserializer<'_>,
+    value: serde_yaml::Value,
     default_namespace: &str,
 ) -> Result<Option<(String, Value)>, String> {
-    let value = serde_yaml::Value::deserialize(doc).map_err(|e| format!("cannot parse: {e}"))?;
     if value.is_null() {
         return Ok(None);
     }

@@ -102,10 +102,12 @@ fn manifests_are_read_document_by_document() {
     let bad = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: broken}\nspec: [1, 2]\n---\n".to_string()
         + &APP.replace("NAME", "three");
     let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+    let syntax = "kind: Application\nmetadata: {name: [oops\n".to_string();
     let files = vec![
         ("a.yaml".to_string(), good),
         ("b.yaml".to_string(), bad),
         ("c.yaml".to_string(), other.to_string()),
+        ("d.yaml".to_string(), syntax),
     ];
     let found = collect(&files, "argocd");
     let keys: Vec<&str> = found.apps.keys().map(String::as_str).collect();
