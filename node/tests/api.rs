@@ -10,3 +10,6 @@ mod apps;
 
 #[path = "api/admin.rs"]
 mod admin;
+
+#[path = "api/render.rs"]
+mod render;
