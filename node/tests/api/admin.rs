@@ -222,3 +222,58 @@ async fn members_shards_and_export_import() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_are_forwarded_to_the_leader() {
+    let a = Node::start(Some(TOKEN), Arc::new(ClusterRegistry::new())).await;
+    let b = Node::start_member(2, Some(TOKEN), Arc::new(ClusterRegistry::new()), false).await;
+    let env = [("FLOTILLA_TOKEN", TOKEN)];
+
+    tracing::info!("the leader adds node 2 as a voter");
+    let added = flotilla(
+        &a.addr,
+        &["member", "add", "2", b.store.addr(), "--promote"],
+        &env,
+    )
+    .await
+    .ok();
+    assert!(
+        added.stdout.contains("added as a voter"),
+        "{}",
+        added.stdout
+    );
+    eventually("node 2 to be a voter that knows the leader", 30, || async {
+        let m = b.store.metrics();
+        (m.voters.contains(&2) && m.leader == Some(1)).then_some(())
+    })
+    .await;
+    let listed = flotilla(
+        &b.addr,
+        &["member", "list", "--consistent", "-o", "json"],
+        &env,
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(listed["leader"], 1);
+    assert_eq!(listed["members"].as_array().map(Vec::len), Some(2));
+    assert_eq!(listed["members"][1]["role"], "voter");
+
+    tracing::info!("node 2, a follower, forwards its own removal to the leader's API");
+    let removed = flotilla(&b.addr, &["member", "remove", "2"], &env)
+        .await
+        .ok();
+    assert!(
+        removed.stdout.contains("node 2 removed"),
+        "{}",
+        removed.stdout
+    );
+    eventually("node 2 to leave the membership", 30, || async {
+        let m = a.store.metrics();
+        (m.voters == [1] && m.learners.is_empty()).then_some(())
+    })
+    .await;
+
+    b.stop().await;
+    a.stop().await;
+}

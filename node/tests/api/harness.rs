@@ -45,28 +45,41 @@ where
 }
 
 impl Node {
-    /// Start a fresh node with its own store and, if given, an API token.
+    /// Start a fresh node 1 that forms its own group, with an API token if given.
     pub async fn start(token: Option<&str>, clusters: Arc<ClusterRegistry>) -> Node {
+        Self::start_member(1, token, clusters, true).await
+    }
+
+    /// Start node `id`; with `init` it forms a one-member group and publishes its addresses,
+    /// without it waits to be added to a group.
+    pub async fn start_member(
+        id: u64,
+        token: Option<&str>,
+        clusters: Arc<ClusterRegistry>,
+        init: bool,
+    ) -> Node {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("warn")
             .try_init();
         let dir = tempfile::tempdir().expect("tmp");
         let mut cfg = StoreConfig::new(
-            1,
+            id,
             dir.path().join("store"),
             "127.0.0.1:0".parse().expect("addr"),
         );
         flotilla_raft::shards::tune_store(&mut cfg);
         let store = Store::start(cfg).await.expect("store starts");
-        store
-            .initialize(BTreeMap::from([(1, store.addr().to_string())]))
-            .await
-            .expect("initialize");
-        eventually("a leader", 20, || async {
-            store.metrics().is_leader.then_some(())
-        })
-        .await;
+        if init {
+            store
+                .initialize(BTreeMap::from([(id, store.addr().to_string())]))
+                .await
+                .expect("initialize");
+            eventually("a leader", 20, || async {
+                store.metrics().is_leader.then_some(())
+            })
+            .await;
+        }
         let shards = ShardNode::start(store.clone(), ShardConfig::default())
             .await
             .expect("shard node");
@@ -74,17 +87,10 @@ impl Node {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
-        store
-            .propose(Command::PutNodeInfo(NodeInfo {
-                id: 1,
-                addresses: vec![format!("peer={}", store.addr()), format!("api={addr}")],
-                version: "test".into(),
-                at: 0,
-                extra: Json::default(),
-                draining: false,
-            }))
-            .await
-            .expect("node info");
+        if init {
+            publish(&store, &addr).await;
+        }
+
         let renderer = Arc::new(crate::support::renderer(
             dir.path(),
             Default::default(),
@@ -226,4 +232,19 @@ pub async fn flotilla(addr: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Publish a node's addresses (`peer=`, `api=`) in the store.
+pub async fn publish(store: &Store, api: &str) {
+    store
+        .propose(Command::PutNodeInfo(NodeInfo {
+            id: store.id(),
+            addresses: vec![format!("peer={}", store.addr()), format!("api={api}")],
+            version: "test".into(),
+            at: 0,
+            extra: Json::default(),
+            draining: false,
+        }))
+        .await
+        .expect("node info");
 }
