@@ -13,3 +13,6 @@ mod admin;
 
 #[path = "api/render.rs"]
 mod render;
+
+#[path = "api/delete.rs"]
+mod delete;

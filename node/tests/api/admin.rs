@@ -226,7 +226,14 @@ async fn members_shards_and_export_import() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_changes_are_forwarded_to_the_leader() {
     let a = Node::start(Some(TOKEN), Arc::new(ClusterRegistry::new())).await;
-    let b = Node::start_member(2, Some(TOKEN), Arc::new(ClusterRegistry::new()), false).await;
+    let b = Node::start_member(
+        2,
+        Some(TOKEN),
+        Arc::new(ClusterRegistry::new()),
+        false,
+        None,
+    )
+    .await;
     let env = [("FLOTILLA_TOKEN", TOKEN)];
 
     tracing::info!("the leader adds node 2 as a voter");

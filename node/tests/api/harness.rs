@@ -47,7 +47,12 @@ where
 impl Node {
     /// Start a fresh node 1 that forms its own group, with an API token if given.
     pub async fn start(token: Option<&str>, clusters: Arc<ClusterRegistry>) -> Node {
-        Self::start_member(1, token, clusters, true).await
+        Self::start_member(1, token, clusters, true, None).await
+    }
+
+    /// Start node 1 with a management cluster client.
+    pub async fn start_managed(clusters: Arc<ClusterRegistry>, management: kube::Client) -> Node {
+        Self::start_member(1, None, clusters, true, Some(management)).await
     }
 
     /// Start node `id`; with `init` it forms a one-member group and publishes its addresses,
@@ -57,6 +62,7 @@ impl Node {
         token: Option<&str>,
         clusters: Arc<ClusterRegistry>,
         init: bool,
+        management: Option<kube::Client>,
     ) -> Node {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -100,7 +106,7 @@ impl Node {
             store: store.clone(),
             renderer,
             clusters,
-            management: None,
+            management,
             token: token.map(str::to_string),
         };
         let cancel = CancellationToken::new();
