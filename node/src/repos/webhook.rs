@@ -169,7 +169,7 @@ pub fn parse_push(
     }
     let payload: Value = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed {
         provider,
-        reason: format!("body is not JSON: {e}"),
+        reason: format!("body is not JSON (send webhooks with content type application/json): {e}"),
     })?;
     if !payload.is_object() {
         return Err(malformed(provider, "body is not a JSON object"));
