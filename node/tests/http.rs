@@ -12,6 +12,7 @@ use flotilla_node::clusters::limit::Limits;
 use flotilla_node::clusters::{ClusterRegistry, ConnectionStatus};
 use flotilla_node::http::{serve, HttpDeps, MAX_WEBHOOK_BODY};
 use flotilla_node::metrics::{self, Collector};
+use flotilla_node::source::SourceCache;
 use flotilla_raft::{ShardNode, Store};
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,7 @@ const SECRET: &str = "webhook-s3cret";
 
 struct Node {
     store: Store,
+    sources: Arc<SourceCache>,
     shards: Arc<ShardNode>,
     port: u16,
     cancel: CancellationToken,
@@ -33,12 +35,13 @@ async fn start_node(dir: &std::path::Path, secret: Option<&str>) -> Node {
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let cancel = CancellationToken::new();
+    let sources = sources(dir);
     let deps = HttpDeps {
         store: store.clone(),
         shards: shards.clone(),
         metrics: metrics::install().expect("recorder"),
         webhook_secret: secret.map(str::to_string),
-        sources: sources(dir),
+        sources: sources.clone(),
     };
     let c = cancel.clone();
     let server = tokio::spawn(async move {
@@ -46,6 +49,7 @@ async fn start_node(dir: &std::path::Path, secret: Option<&str>) -> Node {
     });
     Node {
         store,
+        sources,
         shards,
         port,
         cancel,
@@ -112,6 +116,7 @@ async fn probes_metrics_and_signed_webhooks() {
     put_app(&node.store, "other-branch", &g.url, "release").await;
 
     // Every provider's push lands as the pushed commit, under the app's URL and ref.
+    let mut first_push = None;
     for provider in [
         WebhookProvider::GitHub,
         WebhookProvider::GitLab,
@@ -124,6 +129,7 @@ async fn probes_metrics_and_signed_webhooks() {
             .expect("commit");
         let req = build(provider, &ev(&g.url, &c.parent, &c.id), Some(SECRET));
         let (code, body) = request(port, "POST", "/api/webhook", &req.headers, &req.body).await;
+        first_push.get_or_insert((req.headers.clone(), req.body.clone()));
         assert_eq!(code, 200, "{provider:?}: {body}");
         assert!(body.contains("\"recorded\":1"), "{provider:?}: {body}");
         assert_eq!(
@@ -135,6 +141,19 @@ async fn probes_metrics_and_signed_webhooks() {
         assert_eq!(recorded(&node.store, &g.url, "release"), None);
     }
     let last = recorded(&node.store, &g.url, "main");
+
+    // A redelivered old push (its `before` is not what the store has) does not move the ref
+    // back: it is resolved by fetching instead, which finds the current head.
+    let first_push = first_push.expect("a push was sent");
+    let (code, body) = request(port, "POST", "/api/webhook", &first_push.0, &first_push.1).await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(recorded(&node.store, &g.url, "main"), last);
+    // Let that fetch finish before the next commit, so it cannot see it.
+    let sources = node.sources.clone();
+    wait_for("the webhook's fetch", Duration::from_secs(20), || {
+        sources.fetch_count() >= 1
+    })
+    .await;
 
     // A wrong signature is refused and records nothing.
     let c = g.fixture.commit_change(&[0], "unsigned").expect("commit");
@@ -244,6 +263,27 @@ async fn probes_metrics_and_signed_webhooks() {
         );
     }
     assert!(!text.contains("abc"), "a credential leaked into /metrics");
+
+    // Histograms others record get Argo CD's reconcile buckets and the described help.
+    ::metrics::histogram!(
+        "argocd_app_reconcile",
+        "namespace" => "argocd",
+        "dest_server" => "https://kubernetes.default.svc"
+    )
+    .record(0.3);
+    let text = get(port, "/metrics").await.1;
+    assert!(
+        text.contains("# HELP argocd_app_reconcile "),
+        "no help for argocd_app_reconcile:\n{text}"
+    );
+    for le in ["0.25", "0.5", "16"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("argocd_app_reconcile_bucket{")
+                    && l.contains(&format!("le=\"{le}\""))),
+            "no bucket {le}:\n{text}"
+        );
+    }
 
     // A deleted app's series disappears from the next collection.
     node.store

@@ -6,11 +6,13 @@
 //!   map and holds a valid shard lease; 503 with a one-line reason otherwise.
 //! - `/api/webhook` (Argo CD's path): push webhooks from GitHub, GitLab, Bitbucket Cloud and
 //!   Server, and Gogs/Gitea ([`crate::repos::webhook`]). Any node accepts them. The refs of
-//!   the stored applications that follow the pushed branch are recorded at once with the
-//!   payload's commit when the request was authenticated by the configured secret. Without
-//!   a secret, a payload's commit id is not trusted (anyone could point apps at any commit):
-//!   the node fetches the repository and records what the ref resolves to, in the
-//!   background (202). Bodies over [`MAX_WEBHOOK_BODY`] get 413.
+//!   the stored applications that follow the pushed branch are recorded at once (200) with
+//!   the payload's commit when the request was authenticated by the configured secret and
+//!   the push continues the recorded commit (none yet, or the push's `before`). Otherwise
+//!   the payload's commit id is not trusted — without a secret anyone could point apps at
+//!   any commit, and a redelivered old push would move a ref back — and the node fetches
+//!   the repository and records what the ref resolves to, in the background (202).
+//!   Bad signatures get 401, malformed payloads 400, bodies over [`MAX_WEBHOOK_BODY`] 413.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -195,39 +197,66 @@ async fn webhook(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) 
             serde_json::json!({"provider": ev.provider.as_str(), "matched": 0}),
         );
     }
-    match (&ev.sha, secret) {
-        (Some(sha), Some(_)) => match repos::record(&s.deps.store, &refs, sha).await {
-            Ok(n) => answer(
-                StatusCode::OK,
-                serde_json::json!({"provider": ev.provider.as_str(), "matched": refs.len(), "recorded": n}),
-            ),
-            Err(e) => answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"error": e.to_string()}),
-            ),
-        },
-        _ => {
-            let mut by_repo: BTreeMap<String, Vec<TrackedRef>> = BTreeMap::new();
-            for r in &refs {
-                by_repo
-                    .entry(normalize_url(&r.url))
-                    .or_default()
-                    .push(r.clone());
-            }
-            let mut queued = 0;
-            for (_, refs) in by_repo {
-                if s.resolve.try_send(refs).is_ok() {
-                    queued += 1;
-                } else {
-                    tracing::warn!(%repo, "webhook resolution queue full; the next poll catches up");
-                }
-            }
-            answer(
-                StatusCode::ACCEPTED,
-                serde_json::json!({"provider": ev.provider.as_str(), "matched": refs.len(), "resolving": queued}),
-            )
+    // The payload's commit is taken as is only from an authenticated sender, and only when
+    // it continues what the store has (no recorded commit yet, or the push's `before`), so
+    // a redelivered old push or a missed one cannot move a ref backwards; everything else
+    // is resolved by fetching.
+    let mut direct = Vec::new();
+    let mut fetch = Vec::new();
+    for r in refs {
+        let continues = match (&ev.sha, secret) {
+            (Some(sha), Some(_)) => match s.deps.store.local().revision(&r.url, &r.git_ref) {
+                Ok(None) => true,
+                Ok(Some(cur)) => cur.sha == *sha || ev.before.as_deref() == Some(cur.sha.as_str()),
+                Err(_) => false,
+            },
+            _ => false,
+        };
+        if continues {
+            direct.push(r);
+        } else {
+            fetch.push(r);
         }
     }
+    let matched = direct.len() + fetch.len();
+    let mut recorded = 0;
+    if let (Some(sha), false) = (&ev.sha, direct.is_empty()) {
+        match repos::record(&s.deps.store, &direct, sha).await {
+            Ok(n) => recorded = n,
+            Err(e) => {
+                return answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"error": e.to_string()}),
+                )
+            }
+        }
+    }
+    let mut by_repo: BTreeMap<String, Vec<TrackedRef>> = BTreeMap::new();
+    for r in fetch {
+        by_repo.entry(normalize_url(&r.url)).or_default().push(r);
+    }
+    let mut queued = 0;
+    for (_, refs) in by_repo {
+        if s.resolve.try_send(refs).is_ok() {
+            queued += 1;
+        } else {
+            tracing::warn!(%repo, "webhook resolution queue full; the next poll catches up");
+        }
+    }
+    let status = if queued > 0 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    answer(
+        status,
+        serde_json::json!({
+            "provider": ev.provider.as_str(),
+            "matched": matched,
+            "recorded": recorded,
+            "resolving": queued,
+        }),
+    )
 }
 
 /// Resolves the repositories webhooks asked for, a few at a time.

@@ -427,3 +427,60 @@ fn touches_apps(ev: &ChangeEvent) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(git_ref: &str, default_branch: Option<&str>, is_tag: bool) -> PushEvent {
+        PushEvent {
+            provider: Provider::GitHub,
+            repo_urls: vec!["https://github.com/org/apps".into()],
+            git_ref: git_ref.into(),
+            is_tag,
+            sha: None,
+            before: None,
+            default_branch: default_branch.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn repository_urls_match_across_forms() {
+        let web = "https://github.com/Org/Apps";
+        for same in [
+            "https://github.com/org/apps.git",
+            "https://github.com/org/apps/",
+            "git@github.com:org/apps.git",
+            "ssh://git@github.com/org/apps.git",
+            "ssh://git@github.com:22/org/apps",
+            "https://user:token@github.com/org/apps.git",
+        ] {
+            assert!(same_repo(web, same), "{same}");
+        }
+        for other in [
+            "https://github.com/org/apps2",
+            "https://gitlab.com/org/apps",
+            "https://github.com:8443/org/apps",
+            "https://github.com/other/apps",
+        ] {
+            assert!(!same_repo(web, other), "{other}");
+        }
+        assert!(same_repo(
+            "https://bb.example.com/scm/proj/apps.git",
+            "ssh://git@bb.example.com:7999/proj/apps.git"
+        ));
+    }
+
+    #[test]
+    fn refs_follow_branches_tags_and_head() {
+        assert!(ref_matches("main", &push("main", None, false)));
+        assert!(ref_matches("refs/heads/main", &push("main", None, false)));
+        assert!(!ref_matches("release", &push("main", None, false)));
+        assert!(ref_matches("HEAD", &push("main", Some("main"), false)));
+        assert!(!ref_matches("HEAD", &push("feature", Some("main"), false)));
+        assert!(ref_matches("HEAD", &push("main", None, false)));
+        assert!(ref_matches("v1.0", &push("v1.0", None, true)));
+        assert!(ref_matches("refs/tags/v1.0", &push("v1.0", None, true)));
+        assert!(!ref_matches("HEAD", &push("v1.0", None, true)));
+    }
+}

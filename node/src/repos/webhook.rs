@@ -69,6 +69,8 @@ pub struct PushEvent {
     /// The new commit of a branch push, when the payload has it. Tag pushes leave it out
     /// (an annotated tag's id is not a commit), so the tag is resolved by fetching.
     pub sha: Option<String>,
+    /// The commit the ref pointed to before the push, when the payload says.
+    pub before: Option<String>,
     /// The repository's default branch, when the payload says (decides `HEAD` matches).
     pub default_branch: Option<String>,
 }
@@ -167,7 +169,7 @@ pub fn parse_push(
     }
     let payload: Value = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed {
         provider,
-        reason: format!("body is not JSON: {e}"),
+        reason: format!("body is not JSON (send webhooks with content type application/json): {e}"),
     })?;
     if !payload.is_object() {
         return Err(malformed(provider, "body is not a JSON object"));
@@ -295,8 +297,12 @@ fn is_zero_sha(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b == b'0')
 }
 
+fn is_full_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn commit_sha(provider: Provider, field: &str, s: &str) -> Result<String, WebhookError> {
-    if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if is_full_sha(s) {
         Ok(s.to_ascii_lowercase())
     } else {
         Err(malformed(
@@ -310,7 +316,7 @@ fn finish(
     provider: Provider,
     repo_urls: Vec<String>,
     full_ref: &str,
-    after: Option<&str>,
+    (before, after): (Option<&str>, Option<&str>),
     after_field: &str,
     default_branch: Option<&str>,
 ) -> Result<PushEvent, WebhookError> {
@@ -328,12 +334,16 @@ fn finish(
         Some(a) if !is_tag => Some(commit_sha(provider, after_field, a)?),
         _ => None,
     };
+    let before = before
+        .filter(|b| !is_zero_sha(b) && is_full_sha(b))
+        .map(str::to_ascii_lowercase);
     Ok(PushEvent {
         provider,
         repo_urls,
         git_ref,
         is_tag,
         sha,
+        before,
         default_branch: default_branch.map(str::to_string),
     })
 }
@@ -359,7 +369,7 @@ fn parse_github_like(provider: Provider, p: &Value) -> Result<PushEvent, Webhook
         provider,
         urls,
         full_ref,
-        str_at(p, &["after"]),
+        (str_at(p, &["before"]), str_at(p, &["after"])),
         "after",
         str_at(repo, &["default_branch"]),
     )
@@ -386,7 +396,7 @@ fn parse_gitlab(p: &Value) -> Result<PushEvent, WebhookError> {
         provider,
         urls,
         full_ref,
-        after,
+        (str_at(p, &["before"]), after),
         "after",
         str_at(p, &["project", "default_branch"]),
     )
@@ -428,6 +438,10 @@ fn parse_bitbucket_cloud(p: &Value) -> Result<PushEvent, WebhookError> {
             event: "push without a new branch or tag head (deletion)".into(),
         });
     };
+    let old = changes
+        .iter()
+        .find(|c| c.get("new").is_some_and(Value::is_object))
+        .and_then(|c| str_at(c, &["old", "target", "hash"]));
     let name = str_at(new, &["name"])
         .ok_or_else(|| malformed(provider, "field push.changes[].new.name missing"))?;
     let full_ref = match str_at(new, &["type"]) {
@@ -444,7 +458,7 @@ fn parse_bitbucket_cloud(p: &Value) -> Result<PushEvent, WebhookError> {
         provider,
         urls,
         &full_ref,
-        str_at(new, &["target", "hash"]),
+        (old, str_at(new, &["target", "hash"])),
         "push.changes[].new.target.hash",
         None,
     )
@@ -483,7 +497,7 @@ fn parse_bitbucket_server(p: &Value) -> Result<PushEvent, WebhookError> {
         provider,
         urls,
         full_ref,
-        str_at(change, &["toHash"]),
+        (str_at(change, &["fromHash"]), str_at(change, &["toHash"])),
         "changes[].toHash",
         None,
     )

@@ -42,6 +42,7 @@ fn every_provider_parses_with_and_without_a_secret() {
                 .unwrap_or_else(|e| panic!("{p:?} {secret:?}: {e}"));
             assert_eq!(ev.git_ref, "main", "{p:?}");
             assert_eq!(ev.sha.as_deref(), Some(SHA), "{p:?}");
+            assert_eq!(ev.before.as_deref(), Some(OLD), "{p:?}");
             assert!(
                 ev.repo_urls
                     .iter()
