@@ -66,6 +66,12 @@ pub mod names {
     pub const WORKQUEUE_ADDS_TOTAL: &str = "flotilla_workqueue_adds_total";
     /// Reconciliations running now.
     pub const WORKQUEUE_RUNNING: &str = "flotilla_workqueue_running";
+    /// Webhook requests received `{provider,result}`.
+    pub const WEBHOOK_REQUESTS_TOTAL: &str = "flotilla_webhook_requests_total";
+    /// Repository polls run by this node `{result}` (`ok`, `error`).
+    pub const REPO_POLLS_TOTAL: &str = "flotilla_repo_polls_total";
+    /// Revisions this node recorded `{via}` (`webhook`, `poll`).
+    pub const REVISIONS_RECORDED_TOTAL: &str = "flotilla_revisions_recorded_total";
 }
 
 /// Buckets of `argocd_app_reconcile`, Argo CD's.
@@ -164,6 +170,15 @@ fn describe() {
         "Applications added to the reconcile queue."
     );
     describe_gauge!(WORKQUEUE_RUNNING, "Reconciliations running now.");
+    describe_counter!(
+        WEBHOOK_REQUESTS_TOTAL,
+        "Webhook requests received, by provider and result."
+    );
+    describe_counter!(REPO_POLLS_TOTAL, "Repository polls run by this node.");
+    describe_counter!(
+        REVISIONS_RECORDED_TOTAL,
+        "Revisions this node recorded, by webhook or poll."
+    );
 }
 
 /// The `/metrics` text: the recorder's metrics and the latest info series.

@@ -21,6 +21,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::names;
 use crate::source::{normalize_url, redact_url, Freshness, SourceCache, SourceError};
 use crate::status::parse_stored_app;
 
@@ -352,6 +353,9 @@ async fn run(
                     let d = due.entry(url.clone()).or_insert(Due { at: Instant::now(), failures: 0, poked: false });
                     match result {
                         Ok(n) => {
+                            metrics::counter!(names::REPO_POLLS_TOTAL, "result" => "ok").increment(1);
+                            metrics::counter!(names::REVISIONS_RECORDED_TOTAL, "via" => "poll")
+                                .increment(n as u64);
                             if n > 0 {
                                 tracing::info!(repo = %redact_url(&url), recorded = n, "new revisions");
                             }
@@ -359,6 +363,7 @@ async fn run(
                             d.at = Instant::now() + interval - jitter(interval / 10);
                         }
                         Err(e) => {
+                            metrics::counter!(names::REPO_POLLS_TOTAL, "result" => "error").increment(1);
                             d.failures = d.failures.saturating_add(1);
                             // Retry sooner than the interval at first, never later than it.
                             let backoff = (Duration::from_secs(5) * 2u32.saturating_pow(d.failures.min(10)))
