@@ -74,6 +74,9 @@ pub mod names {
     pub const REVISIONS_RECORDED_TOTAL: &str = "flotilla_revisions_recorded_total";
 }
 
+/// How often the [`Collector`] runs unless told otherwise.
+pub const DEFAULT_COLLECT_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Buckets of `argocd_app_reconcile`, Argo CD's.
 pub const RECONCILE_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
 
@@ -198,7 +201,8 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Collect now and then every `every` (10 s in production) until `cancel` fires.
+    /// Collect now and then every `every` ([`DEFAULT_COLLECT_INTERVAL`]) until `cancel`
+    /// fires.
     pub fn start(
         store: Store,
         shards: Arc<ShardNode>,

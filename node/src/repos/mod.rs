@@ -263,6 +263,10 @@ pub struct RepoPoller {
     task: JoinHandle<()>,
 }
 
+/// How often each repository is polled unless told otherwise (Argo CD's
+/// `timeout.reconciliation` default).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(180);
+
 /// Repositories polled at once.
 const PARALLEL_POLLS: usize = 4;
 /// Pokes waiting to be handled.
@@ -270,7 +274,7 @@ const POKE_QUEUE: usize = 256;
 
 impl RepoPoller {
     /// Start polling on this node. `interval` is Argo CD's `timeout.reconciliation`
-    /// equivalent (180 s by default).
+    /// equivalent ([`DEFAULT_POLL_INTERVAL`]); each poll comes up to a tenth of it early.
     pub fn start(
         store: Store,
         shards: Arc<ShardNode>,
