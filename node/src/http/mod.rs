@@ -84,11 +84,13 @@ pub async fn serve(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let (tx, rx) = mpsc::channel(RESOLVE_QUEUE);
+    // Stops with the node, or when this server stops for any other reason.
+    let worker_cancel = cancel.child_token();
     let worker = tokio::spawn(resolver(
         deps.store.clone(),
         deps.sources.clone(),
         rx,
-        cancel.clone(),
+        worker_cancel.clone(),
     ));
     let shared = Arc::new(Shared { deps, resolve: tx });
     let app = Router::new()
@@ -102,7 +104,7 @@ pub async fn serve(
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await
         .map_err(|source| HttpError::Serve { addr, source });
-    cancel.cancel();
+    worker_cancel.cancel();
     if let Err(e) = worker.await {
         tracing::warn!("webhook resolver ended abnormally: {e}");
     }
