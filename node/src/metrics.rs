@@ -66,7 +66,16 @@ pub mod names {
     pub const WORKQUEUE_ADDS_TOTAL: &str = "flotilla_workqueue_adds_total";
     /// Reconciliations running now.
     pub const WORKQUEUE_RUNNING: &str = "flotilla_workqueue_running";
+    /// Webhook requests received `{provider,result}`.
+    pub const WEBHOOK_REQUESTS_TOTAL: &str = "flotilla_webhook_requests_total";
+    /// Repository polls run by this node `{result}` (`ok`, `error`).
+    pub const REPO_POLLS_TOTAL: &str = "flotilla_repo_polls_total";
+    /// Revisions this node recorded `{via}` (`webhook`, `poll`).
+    pub const REVISIONS_RECORDED_TOTAL: &str = "flotilla_revisions_recorded_total";
 }
+
+/// How often the [`Collector`] runs unless told otherwise.
+pub const DEFAULT_COLLECT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Buckets of `argocd_app_reconcile`, Argo CD's.
 pub const RECONCILE_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
@@ -164,6 +173,15 @@ fn describe() {
         "Applications added to the reconcile queue."
     );
     describe_gauge!(WORKQUEUE_RUNNING, "Reconciliations running now.");
+    describe_counter!(
+        WEBHOOK_REQUESTS_TOTAL,
+        "Webhook requests received, by provider and result."
+    );
+    describe_counter!(REPO_POLLS_TOTAL, "Repository polls run by this node.");
+    describe_counter!(
+        REVISIONS_RECORDED_TOTAL,
+        "Revisions this node recorded, by webhook or poll."
+    );
 }
 
 /// The `/metrics` text: the recorder's metrics and the latest info series.
@@ -183,7 +201,8 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Collect now and then every `every` (10 s in production) until `cancel` fires.
+    /// Collect now and then every `every` ([`DEFAULT_COLLECT_INTERVAL`]) until `cancel`
+    /// fires.
     pub fn start(
         store: Store,
         shards: Arc<ShardNode>,

@@ -255,6 +255,13 @@ async fn probes_metrics_and_signed_webhooks() {
         "{text}"
     );
     assert!(text.lines().any(|l| l == "flotilla_apps_owned 2"), "{text}");
+    for counted in [
+        r#"flotilla_webhook_requests_total{provider="github",result="200"}"#,
+        r#"flotilla_webhook_requests_total{provider="github",result="401"}"#,
+        r#"flotilla_webhook_requests_total{provider="unknown",result="400"}"#,
+    ] {
+        assert!(text.contains(counted), "{counted} missing in:\n{text}");
+    }
     let dev_labels = r#"{name="dev",server="https://127.0.0.1:6443"} 1"#;
     for family in ["argocd_cluster_info", "argocd_cluster_connection_status"] {
         assert!(

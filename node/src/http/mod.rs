@@ -28,6 +28,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::names;
 use crate::repos::{self, TrackedRef, WebhookError};
 use crate::source::{normalize_url, redact_url, SourceCache};
 
@@ -83,11 +84,13 @@ pub async fn serve(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let (tx, rx) = mpsc::channel(RESOLVE_QUEUE);
+    // Stops with the node, or when this server stops for any other reason.
+    let worker_cancel = cancel.child_token();
     let worker = tokio::spawn(resolver(
         deps.store.clone(),
         deps.sources.clone(),
         rx,
-        cancel.clone(),
+        worker_cancel.clone(),
     ));
     let shared = Arc::new(Shared { deps, resolve: tx });
     let app = Router::new()
@@ -101,7 +104,7 @@ pub async fn serve(
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await
         .map_err(|source| HttpError::Serve { addr, source });
-    cancel.cancel();
+    worker_cancel.cancel();
     if let Err(e) = worker.await {
         tracing::warn!("webhook resolver ended abnormally: {e}");
     }
@@ -151,8 +154,22 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 async fn webhook(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let provider = repos::webhook::detect(&headers)
+        .map(|(p, _)| p.as_str())
+        .unwrap_or("unknown");
+    let response = handle_webhook(&s, &headers, &body).await;
+    metrics::counter!(
+        names::WEBHOOK_REQUESTS_TOTAL,
+        "provider" => provider,
+        "result" => response.status().as_str().to_string()
+    )
+    .increment(1);
+    response
+}
+
+async fn handle_webhook(s: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     let secret = s.deps.webhook_secret.as_deref();
-    let ev = match repos::parse_push(&headers, &body, secret) {
+    let ev = match repos::parse_push(headers, body, secret) {
         Ok(ev) => ev,
         Err(e @ WebhookError::Ignored { .. }) => {
             return answer(
@@ -222,7 +239,11 @@ async fn webhook(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) 
     let mut recorded = 0;
     if let (Some(sha), false) = (&ev.sha, direct.is_empty()) {
         match repos::record(&s.deps.store, &direct, sha).await {
-            Ok(n) => recorded = n,
+            Ok(n) => {
+                recorded = n;
+                metrics::counter!(names::REVISIONS_RECORDED_TOTAL, "via" => "webhook")
+                    .increment(n as u64);
+            }
             Err(e) => {
                 return answer(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -280,8 +301,10 @@ async fn resolver(
         let (store, sources) = (store.clone(), sources.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            if let Err(e) = repos::refresh(&store, &sources, &refs).await {
-                tracing::warn!(error = %e, "resolving a pushed repository");
+            match repos::refresh(&store, &sources, &refs).await {
+                Ok(n) => metrics::counter!(names::REVISIONS_RECORDED_TOTAL, "via" => "webhook")
+                    .increment(n as u64),
+                Err(e) => tracing::warn!(error = %e, "resolving a pushed repository"),
             }
         });
     }

@@ -21,6 +21,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::names;
 use crate::source::{normalize_url, redact_url, Freshness, SourceCache, SourceError};
 use crate::status::parse_stored_app;
 
@@ -262,6 +263,10 @@ pub struct RepoPoller {
     task: JoinHandle<()>,
 }
 
+/// How often each repository is polled unless told otherwise (Argo CD's
+/// `timeout.reconciliation` default).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(180);
+
 /// Repositories polled at once.
 const PARALLEL_POLLS: usize = 4;
 /// Pokes waiting to be handled.
@@ -269,7 +274,7 @@ const POKE_QUEUE: usize = 256;
 
 impl RepoPoller {
     /// Start polling on this node. `interval` is Argo CD's `timeout.reconciliation`
-    /// equivalent (180 s by default).
+    /// equivalent ([`DEFAULT_POLL_INTERVAL`]); each poll comes up to a tenth of it early.
     pub fn start(
         store: Store,
         shards: Arc<ShardNode>,
@@ -352,6 +357,9 @@ async fn run(
                     let d = due.entry(url.clone()).or_insert(Due { at: Instant::now(), failures: 0, poked: false });
                     match result {
                         Ok(n) => {
+                            metrics::counter!(names::REPO_POLLS_TOTAL, "result" => "ok").increment(1);
+                            metrics::counter!(names::REVISIONS_RECORDED_TOTAL, "via" => "poll")
+                                .increment(n as u64);
                             if n > 0 {
                                 tracing::info!(repo = %redact_url(&url), recorded = n, "new revisions");
                             }
@@ -359,6 +367,7 @@ async fn run(
                             d.at = Instant::now() + interval - jitter(interval / 10);
                         }
                         Err(e) => {
+                            metrics::counter!(names::REPO_POLLS_TOTAL, "result" => "error").increment(1);
                             d.failures = d.failures.saturating_add(1);
                             // Retry sooner than the interval at first, never later than it.
                             let backoff = (Duration::from_secs(5) * 2u32.saturating_pow(d.failures.min(10)))
