@@ -12,6 +12,7 @@ use flotilla_node::controller::ControllerSettings;
 use flotilla_node::health::lua::Customizations;
 use flotilla_node::status::{self, sync_code, OperationRequest};
 use flotilla_raft::{Command, Json};
+use flotilla_shard::{Assignment, ShardMap};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,29 @@ fn deployment(name: &str) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: c\n        image: nginx:1\n---\n"
     )
+}
+
+/// Settings under which ConfigMaps saying `slow` never become healthy: their sync waits
+/// until it is cancelled.
+fn slow_settings() -> ControllerSettings {
+    let mut custom = Customizations::none();
+    custom.insert(
+        "",
+        "ConfigMap",
+        r#"hs = {}
+if obj.data ~= nil and obj.data.x == "slow" then
+  hs.status = "Progressing"
+  hs.message = "waiting"
+else
+  hs.status = "Healthy"
+end
+return hs"#,
+    );
+    ControllerSettings {
+        customizations: Arc::new(custom),
+        sync_step_timeout: Duration::from_secs(3600),
+        ..env::settings()
+    }
 }
 
 async fn request_operation(env: &Env, name: &str, op_id: &str, req: OperationRequest) {
@@ -294,25 +318,7 @@ async fn lease_loss_stops_acting_and_interrupted_operations_are_closed() {
         .await
         .expect("operation started");
 
-    // ConfigMaps saying `slow` never become healthy: their sync waits until cancelled.
-    let mut custom = Customizations::none();
-    custom.insert(
-        "",
-        "ConfigMap",
-        r#"hs = {}
-if obj.data ~= nil and obj.data.x == "slow" then
-  hs.status = "Progressing"
-  hs.message = "waiting"
-else
-  hs.status = "Healthy"
-end
-return hs"#,
-    );
-    let settings = ControllerSettings {
-        customizations: Arc::new(custom),
-        sync_step_timeout: Duration::from_secs(3600),
-        ..env::settings()
-    };
+    let settings = slow_settings();
     let cancel = CancellationToken::new();
     let controller = env.controller(settings, &cancel);
     env.wait_configmap("lease-a", Some("1")).await;
@@ -395,6 +401,86 @@ return hs"#,
             })
     })
     .await;
+
+    cancel.cancel();
+    tokio::time::timeout(LIMIT, controller.stopped())
+        .await
+        .expect("controller stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_given_away_stops_its_sync_until_it_comes_back() {
+    let env = env::start().await;
+    env.repo.write("slow/cm.yaml", &cm("moved-a", "slow"));
+    env.repo.commit("app");
+    env.put_app(&env.app("moved", "slow", json!({}))).await;
+    let cancel = CancellationToken::new();
+    let controller = env.controller(slow_settings(), &cancel);
+    request_operation(
+        &env,
+        "moved",
+        "moved-1",
+        OperationRequest {
+            initiated_by: "test".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let key = status::app_key("argocd", "moved");
+    let store = &env.store;
+    let k = &key;
+    wait_for("the operation runs", LIMIT, || async move {
+        store
+            .local()
+            .operation(k)
+            .expect("read")
+            .is_some_and(|o| o.op_id == "moved-1" && o.finished.is_none())
+    })
+    .await;
+    env.wait_configmap("moved-a", Some("slow")).await;
+
+    // A map that gives every shard to node 2 (not a member: the leader takes them back later).
+    let map = store.local().shard_map().expect("read").expect("map");
+    let epoch = map.epoch + 1;
+    let moved = ShardMap {
+        epoch,
+        shards: map
+            .shards
+            .iter()
+            .map(|_| Assignment {
+                owner: Some(2),
+                since: epoch,
+            })
+            .collect(),
+    };
+    store
+        .propose(Command::SetShardMap(moved))
+        .await
+        .expect("set shard map");
+    let c = &controller;
+    wait_for(
+        "the sync of the lost shard is cancelled",
+        LIMIT,
+        || async move { c.stats().running == 0 },
+    )
+    .await;
+    // Given back by the leader, the shard's unfinished operation is closed by its owner.
+    wait_for(
+        "the operation is closed as interrupted",
+        LIMIT,
+        || async move {
+            store.local().operation(k).expect("read").is_some_and(|o| {
+                o.finished
+                    .as_ref()
+                    .is_some_and(|f| f.result.as_str().contains("interrupted"))
+            })
+        },
+    )
+    .await;
+    assert!(env
+        .shards
+        .may_act(flotilla_shard::shard_of(&key, map.shard_count()))
+        .is_ok());
 
     cancel.cancel();
     tokio::time::timeout(LIMIT, controller.stopped())

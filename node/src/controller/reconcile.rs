@@ -281,6 +281,8 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
         .sync_policy
         .as_ref()
         .and_then(|p| p.automated.as_ref());
+    // Whether an automated sync now would heal live drift (same revision synced before).
+    let mut heal = false;
     let to_run = if let Some((op_id, req)) = pending_req {
         Some((op_id, req))
     } else if let Some(a) = automated {
@@ -296,6 +298,9 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
             (req.initiated_by == "automated" && r.message != INTERRUPTED)
                 .then_some((r.revision, r.phase))
         });
+        heal = last
+            .as_ref()
+            .is_some_and(|(r, p)| *r == compared.revision && *p == OperationPhase::Succeeded);
         let desired_count = compared
             .cmp
             .diffs
@@ -312,6 +317,10 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
             last: last.as_ref().map(|(r, p)| (r.as_str(), *p)),
             running: false,
         });
+        if !needs {
+            // In sync again: the next heal or retry starts from the first wait.
+            inner.with_state(key, |s| s.backoff = None);
+        }
         let backoff_until = inner.with_state(key, |s| s.backoff.map(|b| b.0));
         match decision {
             AutoSyncDecision::Sync
@@ -364,7 +373,8 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
             if automated_op {
                 let s = &inner.settings;
                 inner.with_state(key, |st| {
-                    st.backoff = if result.succeeded() {
+                    // Failures, and heals in a row, wait longer each time (capped).
+                    st.backoff = if result.succeeded() && !heal {
                         None
                     } else {
                         let next = st
