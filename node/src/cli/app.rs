@@ -683,3 +683,70 @@ async fn wait(
         tokio::time::sleep((deadline - now).min(Duration::from_millis(500))).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(app: Value, status: Value) -> pb::AppEntry {
+        pb::AppEntry {
+            key: "argocd/web".into(),
+            app_json: app.to_string(),
+            generation: 1,
+            status_json: if status.is_null() {
+                String::new()
+            } else {
+                status.to_string()
+            },
+        }
+    }
+
+    #[test]
+    fn list_rows_read_like_argocd() {
+        let app = json!({"metadata": {"name": "web", "namespace": "argocd"},
+            "spec": {"project": "default",
+                "sources": [{"repoURL": "https://r", "path": "p", "targetRevision": "v1"}],
+                "destination": {"name": "prod", "namespace": "web"},
+                "syncPolicy": {"automated": {"prune": true}}}});
+        let status = json!({"sync": {"status": "OutOfSync"}, "health": {"status": "Degraded"},
+            "conditions": [{"type": "SyncError", "message": "m"}, {"type": "ComparisonError", "message": "m"}]});
+        let doc = application(&entry(app.clone(), status), None).expect("doc");
+        assert_eq!(
+            list_row(&doc),
+            [
+                "argocd/web",
+                "prod",
+                "web",
+                "default",
+                "OutOfSync",
+                "Degraded",
+                "Auto-Prune",
+                "SyncError,ComparisonError",
+                "https://r",
+                "p",
+                "v1"
+            ]
+            .map(String::from)
+        );
+        let bare = application(&entry(app, Value::Null), None).expect("doc");
+        let row = list_row(&bare);
+        assert_eq!(
+            (row[4].as_str(), row[5].as_str(), row[7].as_str()),
+            ("Unknown", "Unknown", "<none>")
+        );
+    }
+
+    #[test]
+    fn a_pending_request_shows_as_the_operation() {
+        let pending = json!({"opId": "o1", "requestedAt": 5,
+            "request": {"initiatedBy": "api", "prune": true, "revision": "abc"}});
+        let doc =
+            application(&entry(json!({"spec": {}}), Value::Null), Some(&pending)).expect("doc");
+        assert_eq!(doc["operation"]["opId"], "o1");
+        assert_eq!(doc["operation"]["sync"]["prune"], true);
+        assert_eq!(doc["operation"]["sync"]["dryRun"], false);
+        assert_eq!(doc["operation"]["sync"]["revision"], "abc");
+        assert_eq!(doc["operation"]["initiatedBy"]["username"], "api");
+        assert!(doc.get("status").is_none());
+    }
+}
