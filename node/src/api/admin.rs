@@ -154,6 +154,7 @@ impl Service {
                 .await
                 .map_err(|e| membership_status(e, "promoting", req.id))?;
         }
+        tracing::info!(node = req.id, addr = %req.addr, promote = req.promote, "member added through the API");
         Ok(pb::AddMemberResponse {
             message: format!(
                 "node {} at {} added as a {}",
@@ -186,6 +187,7 @@ impl Service {
             .remove([req.id].into())
             .await
             .map_err(|e| membership_status(e, "removing", req.id))?;
+        tracing::info!(node = req.id, "member removed through the API");
         Ok(pb::RemoveMemberResponse {
             message: format!("node {} removed", req.id),
         })

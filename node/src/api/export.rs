@@ -200,6 +200,14 @@ impl Service {
                     .join("; ")
             )));
         }
+        tracing::info!(
+            apps = doc.apps.len(),
+            projects = doc.projects.len(),
+            clusters = doc.clusters.len(),
+            repos = doc.repos.len(),
+            revisions = doc.revisions.len(),
+            "state imported through the API"
+        );
         Ok(pb::ImportResponse {
             apps: doc.apps.len() as u64,
             projects: doc.projects.len() as u64,

@@ -107,20 +107,23 @@ pub enum AppCommand {
               default_missing_value = "true", require_equals = true)]
         cascade: bool,
     },
-    /// Wait until the application is Synced and Healthy (or only one of them); exit 1 with
-    /// the last status on timeout.
+    /// Wait until the application is Synced, Healthy and has no requested or running
+    /// operation (or only what the flags name); exit 1 with the last status on timeout.
     Wait {
         /// The application.
         name: String,
         /// How long to wait (`300`, `300s`, `5m`).
         #[arg(long, default_value = "300s")]
         timeout: String,
-        /// Wait for Synced only (with --health: both).
+        /// Wait for Synced.
         #[arg(long)]
         sync: bool,
-        /// Wait for Healthy only (with --sync: both).
+        /// Wait for Healthy.
         #[arg(long)]
         health: bool,
+        /// Wait until no operation is requested or running.
+        #[arg(long)]
+        operation: bool,
     },
 }
 
@@ -358,11 +361,14 @@ pub async fn run(args: &AppArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
             timeout,
             sync,
             health,
+            operation,
         } => {
             let timeout = crate::sync::options::parse_duration("--timeout", timeout)?;
+            let all = !(*sync || *health || *operation);
             let want = Want {
-                sync: *sync || !*health,
-                health: *health || !*sync,
+                sync: *sync || all,
+                health: *health || all,
+                operation: *operation || all,
             };
             return wait(&client, &key(name)?, want, timeout, r.consistent, out).await;
         }
@@ -572,6 +578,39 @@ fn print_app(out: &mut dyn Write, app: &Value, key: &str) -> anyhow::Result<()> 
 struct Want {
     sync: bool,
     health: bool,
+    operation: bool,
+}
+
+impl Want {
+    fn describe(self) -> String {
+        let mut parts = Vec::new();
+        if self.sync {
+            parts.push("Synced");
+        }
+        if self.health {
+            parts.push("Healthy");
+        }
+        if self.operation {
+            parts.push("without a requested or running operation");
+        }
+        parts.join(", ")
+    }
+}
+
+/// The operation still to come or running, if any: `requested <id>` or `running <id>`.
+fn busy(resp: &pb::GetAppResponse) -> anyhow::Result<Option<String>> {
+    let pending = parse_json("pending operation", &resp.pending_json)?;
+    if !pending.is_null() {
+        return Ok(Some(format!(
+            "operation {} requested",
+            str_at(&pending, "/opId")
+        )));
+    }
+    let op = parse_json("operation", &resp.operation_json)?;
+    if !op.is_null() && op.get("finishedAt").is_none_or(Value::is_null) {
+        return Ok(Some(format!("operation {} running", str_at(&op, "/opId"))));
+    }
+    Ok(None)
 }
 
 async fn wait(
@@ -595,6 +634,7 @@ async fn wait(
         match resp {
             Ok(r) => {
                 let r = r.into_inner();
+                let busy = busy(&r)?;
                 let entry = r.app.context("the node sent no application")?;
                 let app = application(&entry, None)?;
                 let (sync, health) = (sync_code(&app), health_code(&app));
@@ -607,7 +647,13 @@ async fn wait(
                 if !conds.is_empty() {
                     last.push_str(&format!(", conditions {conds}"));
                 }
-                if (!want.sync || sync == "Synced") && (!want.health || health == "Healthy") {
+                if let Some(b) = &busy {
+                    last.push_str(&format!(", {b}"));
+                }
+                if (!want.sync || sync == "Synced")
+                    && (!want.health || health == "Healthy")
+                    && (!want.operation || busy.is_none())
+                {
                     writeln!(out, "{key}: {last}")?;
                     return Ok(true);
                 }
@@ -630,14 +676,77 @@ async fn wait(
             eprintln!(
                 "timed out after {}s waiting for {key} to be {}: {last}",
                 timeout.as_secs(),
-                match (want.sync, want.health) {
-                    (true, true) => "Synced and Healthy",
-                    (true, false) => "Synced",
-                    _ => "Healthy",
-                }
+                want.describe()
             );
             return Ok(false);
         }
         tokio::time::sleep((deadline - now).min(Duration::from_millis(500))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(app: Value, status: Value) -> pb::AppEntry {
+        pb::AppEntry {
+            key: "argocd/web".into(),
+            app_json: app.to_string(),
+            generation: 1,
+            status_json: if status.is_null() {
+                String::new()
+            } else {
+                status.to_string()
+            },
+        }
+    }
+
+    #[test]
+    fn list_rows_read_like_argocd() {
+        let app = json!({"metadata": {"name": "web", "namespace": "argocd"},
+            "spec": {"project": "default",
+                "sources": [{"repoURL": "https://r", "path": "p", "targetRevision": "v1"}],
+                "destination": {"name": "prod", "namespace": "web"},
+                "syncPolicy": {"automated": {"prune": true}}}});
+        let status = json!({"sync": {"status": "OutOfSync"}, "health": {"status": "Degraded"},
+            "conditions": [{"type": "SyncError", "message": "m"}, {"type": "ComparisonError", "message": "m"}]});
+        let doc = application(&entry(app.clone(), status), None).expect("doc");
+        assert_eq!(
+            list_row(&doc),
+            [
+                "argocd/web",
+                "prod",
+                "web",
+                "default",
+                "OutOfSync",
+                "Degraded",
+                "Auto-Prune",
+                "SyncError,ComparisonError",
+                "https://r",
+                "p",
+                "v1"
+            ]
+            .map(String::from)
+        );
+        let bare = application(&entry(app, Value::Null), None).expect("doc");
+        let row = list_row(&bare);
+        assert_eq!(
+            (row[4].as_str(), row[5].as_str(), row[7].as_str()),
+            ("Unknown", "Unknown", "<none>")
+        );
+    }
+
+    #[test]
+    fn a_pending_request_shows_as_the_operation() {
+        let pending = json!({"opId": "o1", "requestedAt": 5,
+            "request": {"initiatedBy": "api", "prune": true, "revision": "abc"}});
+        let doc =
+            application(&entry(json!({"spec": {}}), Value::Null), Some(&pending)).expect("doc");
+        assert_eq!(doc["operation"]["opId"], "o1");
+        assert_eq!(doc["operation"]["sync"]["prune"], true);
+        assert_eq!(doc["operation"]["sync"]["dryRun"], false);
+        assert_eq!(doc["operation"]["sync"]["revision"], "abc");
+        assert_eq!(doc["operation"]["initiatedBy"]["username"], "api");
+        assert!(doc.get("status").is_none());
     }
 }

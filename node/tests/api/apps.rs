@@ -216,7 +216,9 @@ async fn apps_are_listed_synced_refreshed_and_waited_for() {
     let waited = flotilla(&addr, &["app", "wait", "web", "--timeout", "1s"], &env).await;
     assert_eq!(waited.code, 1, "{}", waited.stderr);
     assert!(
-        waited.stderr.contains("timed out") && waited.stderr.contains("sync status Unknown"),
+        waited.stderr.contains("timed out")
+            && waited.stderr.contains("sync status Unknown")
+            && waited.stderr.contains("requested"),
         "{}",
         waited.stderr
     );
@@ -224,7 +226,15 @@ async fn apps_are_listed_synced_refreshed_and_waited_for() {
     let waiter = tokio::spawn(async move {
         flotilla(
             &addr2,
-            &["app", "wait", "web", "--timeout", "60s"],
+            &[
+                "app",
+                "wait",
+                "web",
+                "--sync",
+                "--health",
+                "--timeout",
+                "60s",
+            ],
             &[("FLOTILLA_TOKEN", TOKEN)],
         )
         .await
@@ -257,6 +267,18 @@ async fn apps_are_listed_synced_refreshed_and_waited_for() {
         done.stdout.contains("Synced") && done.stdout.contains("Healthy"),
         "{}",
         done.stdout
+    );
+    let busy = flotilla(&addr, &["app", "wait", "web", "--timeout", "1s"], &env).await;
+    assert_eq!(
+        busy.code, 1,
+        "a requested operation is still to come: {}",
+        busy.stderr
+    );
+    assert!(
+        busy.stderr
+            .contains("sync status Synced, health Healthy, operation"),
+        "{}",
+        busy.stderr
     );
     let health_only = flotilla(
         &addr,
