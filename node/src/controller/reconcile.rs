@@ -472,6 +472,7 @@ async fn run_operation(
         options,
     };
     let started = now_rfc3339();
+    tracing::info!(app = %key, op_id = %op_id, revision = %parts.revision, "sync started");
     let result = match sync_app(&ctx, parts.desired, &request, parts.diff).await {
         Ok((r, _)) => r,
         Err(e) => OperationResult {
@@ -486,6 +487,7 @@ async fn run_operation(
         },
     };
     inner.with_state(key, |s| s.cancel = None);
+    tracing::info!(app = %key, op_id = %op_id, phase = ?result.phase, "sync finished");
     inner
         .syncs
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

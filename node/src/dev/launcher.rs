@@ -168,6 +168,7 @@ impl LocalCluster {
             .args(["--api-listen", &n.api, "--http-listen", &n.http])
             .args(["--peers", &peers.join(",")])
             .args(&self.common)
+            .env(crate::server::EXIT_WITH_PARENT_ENV, "1")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

@@ -157,11 +157,13 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<bool> {
     let mut last = String::new();
     let mut ok = !args.exit_when_synced;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             _ = &mut ctrl_c => break,
+            _ = term.recv() => break,
             _ = tick.tick() => {}
         }
         for n in nodes.nodes().to_vec() {

@@ -42,14 +42,33 @@ pub enum StopKind {
     Stop,
 }
 
-/// Wait for SIGTERM or SIGINT.
+/// Environment variable that makes a node stop (as on SIGINT) when its parent process
+/// exits: set by `flotilla dev` and the test launcher, so no node outlives them.
+pub const EXIT_WITH_PARENT_ENV: &str = "FLOTILLA_EXIT_WITH_PARENT";
+
+/// Wait for SIGTERM or SIGINT (or, with [`EXIT_WITH_PARENT_ENV`] set, the parent's exit).
 pub async fn stop_signal() -> std::io::Result<StopKind> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let watch_parent = std::env::var_os(EXIT_WITH_PARENT_ENV).is_some();
+    let parent = rustix::process::getppid();
+    let orphaned = async move {
+        if !watch_parent {
+            return std::future::pending::<()>().await;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if rustix::process::getppid() != parent {
+                tracing::warn!("parent process exited; stopping");
+                return;
+            }
+        }
+    };
     Ok(tokio::select! {
         _ = term.recv() => StopKind::Leave,
         _ = int.recv() => StopKind::Stop,
+        _ = orphaned => StopKind::Stop,
     })
 }
 

@@ -219,3 +219,157 @@ impl World {
         }
     }
 }
+
+impl World {
+    /// Run the real CLI against node `id`'s API with `-o json` and parse its output.
+    pub fn cli(&self, id: u64, args: &[&str]) -> Result<Value, String> {
+        let api = self.nodes.node(id).map_err(|e| e.to_string())?.api.clone();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(args)
+            .args(["--server", &api, "-o", "json"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "{e}: {}",
+                String::from_utf8_lossy(&out.stdout).chars().take(400).collect::<String>()
+            )
+        })
+    }
+
+    /// The leader as node `via` sees it, if any.
+    pub fn leader(&self, via: u64) -> Option<u64> {
+        let v = self.cli(via, &["member", "list"]).ok()?;
+        v["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["leader"].as_bool() == Some(true))
+            .and_then(|m| m["id"].as_u64())
+    }
+
+    /// Members (ids) as node `via` sees them.
+    pub fn members(&self, via: u64) -> Vec<u64> {
+        self.cli(via, &["member", "list"])
+            .ok()
+            .and_then(|v| {
+                v["members"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|m| m["id"].as_u64()).collect())
+            })
+            .unwrap_or_default()
+    }
+
+    /// The export of the whole state, through node `via`.
+    pub fn export(&self, via: u64) -> Result<Value, String> {
+        self.cli(via, &["admin", "export"])
+    }
+}
+
+/// GET `path` from `addr` over plain HTTP/1.1; returns the status and body.
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// `sync started` / `sync finished` lines of the JSON logs: (node, app, op_id, start ms,
+/// finish ms or `None` when the node died during the sync).
+pub fn sync_intervals(world: &World) -> Vec<(u64, String, String, i64, Option<i64>)> {
+    let mut out: Vec<(u64, String, String, i64, Option<i64>)> = Vec::new();
+    for n in world.nodes.nodes() {
+        let text = std::fs::read_to_string(world.nodes.log_file(n.id)).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let msg = v["fields"]["message"].as_str().unwrap_or_default();
+            let at = v["timestamp"]
+                .as_str()
+                .and_then(parse_rfc3339_ms)
+                .unwrap_or_default();
+            let app = v["fields"]["app"].as_str().unwrap_or_default().to_owned();
+            let op = v["fields"]["op_id"].as_str().unwrap_or_default().to_owned();
+            match msg {
+                "sync started" => out.push((n.id, app, op, at, None)),
+                "sync finished" => {
+                    if let Some(e) = out
+                        .iter_mut()
+                        .rev()
+                        .find(|e| e.0 == n.id && e.1 == app && e.2 == op && e.4.is_none())
+                    {
+                        e.4 = Some(at);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Milliseconds of an RFC 3339 UTC timestamp like `2026-11-22T03:15:06.584343Z`.
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
+    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
+}
+
+/// Pairs of syncs of one app that overlapped in time (a sync cut short by a kill ends at
+/// `killed_at` for its node).
+pub fn overlapping_syncs(
+    intervals: &[(u64, String, String, i64, Option<i64>)],
+    killed_at: &[(u64, i64)],
+) -> Vec<String> {
+    let end = |e: &(u64, String, String, i64, Option<i64>)| {
+        e.4.unwrap_or_else(|| {
+            killed_at
+                .iter()
+                .filter(|(n, at)| *n == e.0 && *at >= e.3)
+                .map(|(_, at)| *at)
+                .min()
+                .unwrap_or(i64::MAX)
+        })
+    };
+    let mut bad = Vec::new();
+    for (i, a) in intervals.iter().enumerate() {
+        for b in &intervals[i + 1..] {
+            if a.1 == b.1 && a.3 < end(b) && b.3 < end(a) {
+                bad.push(format!(
+                    "{}: node {} op {} and node {} op {}",
+                    a.1, a.0, a.2, b.0, b.2
+                ));
+            }
+        }
+    }
+    bad
+}
+
+/// Now in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
