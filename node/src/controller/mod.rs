@@ -323,12 +323,12 @@ impl Inner {
                     "work queue full; the app waits for the next sweep");
             }
         }
-        self.publish_depth();
     }
 
     fn publish_depth(&self) {
-        let (queued, running) = self.queue.len();
-        metrics::gauge!("flotilla_workqueue_depth").set(queued as f64);
+        let (_, running) = self.queue.len();
+        // Apps waiting for their periodic resync are not backlog: count the ready ones.
+        metrics::gauge!("flotilla_workqueue_depth").set(self.queue.ready() as f64);
         metrics::gauge!("flotilla_workqueue_running").set(running as f64);
     }
 
@@ -347,7 +347,6 @@ impl Inner {
         if let Some(c) = state.and_then(|s| s.cancel) {
             c.cancel();
         }
-        self.publish_depth();
     }
 
     fn index_app(&self, key: &str, spec: &flotilla_raft::Json) {
@@ -585,6 +584,7 @@ async fn event_loop(
                 if !inner.paused.load(Ordering::SeqCst) {
                     inner.enqueue_owned(inner.settings.resync);
                 }
+                inner.publish_depth();
             }
             e = store_events.recv() => match e {
                 Ok(ev) => match &*ev {
