@@ -8,7 +8,8 @@
 //! [`live`] reads an app's live objects and compares them ([`live::compare_app`]) with
 //! [`diff`]; [`sync`] plans and executes syncs ([`sync::executor::sync_app`]); [`health`]
 //! assesses objects; [`cli`] is the `flotilla` command line; [`config`] resolves the
-//! configuration of `flotilla node` (flags, environment, file, StatefulSet ordinal).
+//! configuration of `flotilla node` (flags, environment, file, StatefulSet ordinal);
+//! [`controller`] reconciles, on each node, the apps of the shards the node owns.
 pub mod cli;
 pub mod clusters;
 pub mod config;

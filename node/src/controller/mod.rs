@@ -81,6 +81,10 @@ pub struct ControllerSettings {
     pub customizations: Arc<Customizations>,
     /// System-level `ignoreDifferences` rules, applied with each app's own.
     pub ignore: Vec<IgnoreRule>,
+    /// The control-plane namespace: when set, apps in other namespaces must be allowed by
+    /// their project's `sourceNamespaces` (Argo CD's apps in any namespace). `None` does not
+    /// check.
+    pub control_namespace: Option<String>,
 }
 
 impl Default for ControllerSettings {
@@ -101,6 +105,7 @@ impl Default for ControllerSettings {
             history_limit: 10,
             customizations: Arc::new(Customizations::none()),
             ignore: Vec::new(),
+            control_namespace: None,
         }
     }
 }
