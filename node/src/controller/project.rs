@@ -119,8 +119,7 @@ fn entry_matches(e: &ProjectDestination, server: &str, name: &str, ns: &str) -> 
             let by_server = s.is_some_and(|p| {
                 let (neg, pat) = split_neg(p);
                 deny |= neg;
-                !server.is_empty() && glob_match(pat, server.trim_end_matches('/'))
-                    || glob_match(pat, server)
+                glob_match(pat, server) || glob_match(pat, server.trim_end_matches('/'))
             });
             let by_name = n.is_some_and(|p| {
                 let (neg, pat) = split_neg(p);
