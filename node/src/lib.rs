@@ -13,6 +13,7 @@
 //! the store and writes status back.
 //! configuration of `flotilla node` (flags, environment, file, StatefulSet ordinal).
 pub mod api;
+//! [`controller`] reconciles, on each node, the apps of the shards the node owns.
 pub mod cli;
 pub mod clusters;
 pub mod config;

@@ -237,6 +237,32 @@ async fn projects_block_apply_and_the_finalizer_deletes_resources() {
             .any(|c| c.message.contains("project nope which does not exist"))
     })
     .await;
+    let mut nowhere = env.app("nowhere", "plain", json!({}));
+    nowhere["spec"]["destination"]["server"] = json!("https://nowhere.example.com");
+    env.put_app(&nowhere).await;
+    env.wait_status("nowhere", "an unknown destination", |s| {
+        s.conditions
+            .iter()
+            .any(|c| c.message.contains("is not a known cluster"))
+    })
+    .await;
+    // A requested sync of an app its project forbids fails at once, applying nothing.
+    request_operation(
+        &env,
+        "wrong-dest",
+        "forbidden-1",
+        OperationRequest {
+            initiated_by: "test".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    env.wait_status("wrong-dest", "the refused operation", |s| {
+        s.operation_state
+            .as_ref()
+            .is_some_and(|o| o.op_id == "forbidden-1" && o.phase == "Error")
+    })
+    .await;
     assert!(env.configmap("plain-a").await.is_none());
     assert!(env.configmap("cluster-a").await.is_none());
     assert_eq!(controller.stats().syncs_total, 0);

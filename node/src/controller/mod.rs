@@ -81,6 +81,10 @@ pub struct ControllerSettings {
     pub customizations: Arc<Customizations>,
     /// System-level `ignoreDifferences` rules, applied with each app's own.
     pub ignore: Vec<IgnoreRule>,
+    /// The control-plane namespace: when set, apps in other namespaces must be allowed by
+    /// their project's `sourceNamespaces` (Argo CD's apps in any namespace). `None` does not
+    /// check.
+    pub control_namespace: Option<String>,
 }
 
 impl Default for ControllerSettings {
@@ -101,6 +105,7 @@ impl Default for ControllerSettings {
             history_limit: 10,
             customizations: Arc::new(Customizations::none()),
             ignore: Vec::new(),
+            control_namespace: None,
         }
     }
 }
@@ -323,12 +328,12 @@ impl Inner {
                     "work queue full; the app waits for the next sweep");
             }
         }
-        self.publish_depth();
     }
 
     fn publish_depth(&self) {
-        let (queued, running) = self.queue.len();
-        metrics::gauge!("flotilla_workqueue_depth").set(queued as f64);
+        let (_, running) = self.queue.len();
+        // Apps waiting for their periodic resync are not backlog: count the ready ones.
+        metrics::gauge!("flotilla_workqueue_depth").set(self.queue.ready() as f64);
         metrics::gauge!("flotilla_workqueue_running").set(running as f64);
     }
 
@@ -347,7 +352,6 @@ impl Inner {
         if let Some(c) = state.and_then(|s| s.cancel) {
             c.cancel();
         }
-        self.publish_depth();
     }
 
     fn index_app(&self, key: &str, spec: &flotilla_raft::Json) {
@@ -585,6 +589,7 @@ async fn event_loop(
                 if !inner.paused.load(Ordering::SeqCst) {
                     inner.enqueue_owned(inner.settings.resync);
                 }
+                inner.publish_depth();
             }
             e = store_events.recv() => match e {
                 Ok(ev) => match &*ev {

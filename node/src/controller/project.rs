@@ -119,8 +119,7 @@ fn entry_matches(e: &ProjectDestination, server: &str, name: &str, ns: &str) -> 
             let by_server = s.is_some_and(|p| {
                 let (neg, pat) = split_neg(p);
                 deny |= neg;
-                !server.is_empty() && glob_match(pat, server.trim_end_matches('/'))
-                    || glob_match(pat, server)
+                glob_match(pat, server) || glob_match(pat, server.trim_end_matches('/'))
             });
             let by_name = n.is_some_and(|p| {
                 let (neg, pat) = split_neg(p);
@@ -177,6 +176,28 @@ pub fn check_app(
         ));
     }
     Ok(())
+}
+
+/// Argo CD's "applications in any namespace": an app outside the control-plane namespace
+/// must live in one of the project's `sourceNamespaces` (globs).
+pub fn check_app_namespace(
+    project_name: &str,
+    project: &AppProjectSpec,
+    app_namespace: &str,
+    control_namespace: &str,
+) -> Result<(), String> {
+    if app_namespace == control_namespace
+        || project
+            .source_namespaces
+            .iter()
+            .any(|p| glob_match(p, app_namespace))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "application namespace {app_namespace} is not permitted in project '{project_name}'"
+        ))
+    }
 }
 
 fn listed(list: &[GroupKind], group: &str, kind: &str) -> bool {
@@ -332,6 +353,15 @@ mod tests {
             project(json!({"namespaceResourceWhitelist": [{"group": "apps", "kind": "*"}]}));
         assert!(check_resource("p", &white, "apps", "Deployment", true).is_ok());
         assert!(check_resource("p", &white, "", "ConfigMap", true).is_err());
+    }
+
+    #[test]
+    fn apps_outside_the_control_namespace_need_source_namespaces() {
+        let p = project(json!({"sourceNamespaces": ["team-*"]}));
+        assert!(check_app_namespace("p", &p, "argocd", "argocd").is_ok());
+        assert!(check_app_namespace("p", &p, "team-a", "argocd").is_ok());
+        let err = check_app_namespace("p", &p, "other", "argocd").unwrap_err();
+        assert!(err.contains("namespace other is not permitted"), "{err}");
     }
 
     #[test]

@@ -541,6 +541,11 @@ async fn compare(
         .map_err(|e| condition("InvalidSpecError", e.to_string()))?;
     project::check_app(project_name, &proj, app, cluster.server(), cluster.name())
         .map_err(|m| condition("InvalidSpecError", m))?;
+    if let Some(control) = &inner.settings.control_namespace {
+        let ns = app.metadata.namespace.as_deref().unwrap_or(control);
+        project::check_app_namespace(project_name, &proj, ns, control)
+            .map_err(|m| condition("InvalidSpecError", m))?;
+    }
     let freshness = freshness(inner, app, force_fetch).await;
     let rendered = inner
         .deps
