@@ -189,7 +189,6 @@ impl Service {
         req: pb::SyncAppRequest,
     ) -> Result<pb::SyncAppResponse, Status> {
         let key = key_of(&req.app)?;
-        Self::app_record(self.deps.store.local(), &key)?;
         let resources = req
             .resources
             .iter()
@@ -212,7 +211,6 @@ impl Service {
         req: pb::RefreshAppRequest,
     ) -> Result<pb::RefreshAppResponse, Status> {
         let key = key_of(&req.app)?;
-        Self::app_record(self.deps.store.local(), &key)?;
         self.deps
             .store
             .propose(Command::RequestRefresh {
@@ -252,7 +250,8 @@ impl Service {
         req: pb::RollbackRequest,
     ) -> Result<pb::RollbackResponse, Status> {
         let key = key_of(&req.app)?;
-        let r = self.deps.store.local();
+        // Decided on what the leader has: a lagging replica could miss the app or its history.
+        let r = self.reader(true).await?;
         let rec = Self::app_record(r, &key)?;
         let spec = stored_json(&key, &rec.spec)?;
         if spec
@@ -297,7 +296,7 @@ impl Service {
         req: pb::DeleteAppRequest,
     ) -> Result<pb::DeleteAppResponse, Status> {
         let key = key_of(&req.app)?;
-        let rec = Self::app_record(self.deps.store.local(), &key)?;
+        let rec = Self::app_record(self.reader(true).await?, &key)?;
         let spec = stored_json(&key, &rec.spec)?;
         if origin(&spec) == Some("kubernetes") {
             let Some(client) = &self.deps.management else {

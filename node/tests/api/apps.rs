@@ -190,6 +190,16 @@ async fn apps_are_listed_synced_refreshed_and_waited_for() {
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("GROUP:KIND:NAME"), "{}", bad.stderr);
 
+    let ghost = flotilla(&addr, &["app", "sync", "ghost"], &env).await;
+    assert_eq!(ghost.code, 2);
+    assert!(
+        ghost
+            .stderr
+            .contains("NotFound: application argocd/ghost not found"),
+        "{}",
+        ghost.stderr
+    );
+
     tracing::info!("refresh reaches the change stream");
     let mut changes = node.store.subscribe();
     flotilla(&addr, &["app", "refresh", "web", "--hard"], &env)
