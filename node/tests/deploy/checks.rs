@@ -169,6 +169,22 @@ pub fn check(objs: &[Value], want: &Expect) -> NodeConfig {
         .unwrap_or_else(|e| panic!("{what}: configuration of {hostname}: {e}"))
     };
     let cfg = load(0);
+
+    // The real binary accepts the same flags and environment (`--help` stops it after
+    // parsing, before it starts a node).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("node")
+        .args(&args)
+        .arg("--help")
+        .env_clear()
+        .envs(&flotilla_env)
+        .output()
+        .expect("flotilla runs");
+    assert!(
+        out.status.success(),
+        "{what}: flotilla node rejects the manifest's flags: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(cfg.node_id, 1, "{what}");
     assert_eq!(cfg.voters, want.voters, "{what}");
     assert!(cfg.api_token.is_some(), "{what}: API token configured");
