@@ -244,6 +244,14 @@ fn helm_chart_matches_the_binary_and_the_base() {
         assert!(err.contains(message), "{set}: {err}");
     }
 
+    // helm lint is clean with both value sets.
+    for extra in [&[][..], &["-f", ha.as_str()][..]] {
+        run(helm_cmd(&helm, home.path())
+            .args(["lint", "--strict"])
+            .arg(&chart)
+            .args(extra));
+    }
+
     // The chart ships the same CRDs as the Kustomize base.
     for crd in ["application.yaml", "appproject.yaml"] {
         let base = std::fs::read(deploy_dir().join("base/crds").join(crd)).expect("base CRD");
