@@ -484,6 +484,21 @@ async fn rendered_objects_apply_to_a_cluster_and_scale() {
             let sm = k.get(&["servicemonitors", "-n", "platform"]);
             assert_eq!(sm["items"].as_array().map(Vec::len), Some(1));
         }
+
+        // Uninstalling as docs/operations.md shows keeps the namespace and the CRDs.
+        k.run(&[
+            "-n",
+            "argocd",
+            "delete",
+            "statefulset,service,poddisruptionbudget,networkpolicy,serviceaccount,role,rolebinding",
+            "-l",
+            "app.kubernetes.io/name=flotilla",
+        ]);
+        k.run(&["delete", "clusterrole", "flotilla-applications"]);
+        let left = k.get(&["statefulsets,services,roles,rolebindings", "-n", "argocd"]);
+        assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left}");
+        k.get(&["namespace", "argocd"]);
+        k.get(&["crd", "applications.argoproj.io"]);
     })
     .await
     .expect("kubectl steps");
