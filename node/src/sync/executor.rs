@@ -66,11 +66,22 @@ pub struct SyncContext<'a> {
 }
 
 /// Message of an operation stopped by [`SyncContext::cancel`].
-pub const CANCELLED: &str = "sync cancelled: the node is shutting down";
+pub const CANCELLED: &str =
+    "sync cancelled: this node stopped acting on the app (shutdown, or its shard moved)";
 
 impl SyncContext<'_> {
     fn cancelled(&self) -> bool {
         self.cancel.is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// `Err` with [`CANCELLED`] once the context is cancelled: checked before every write,
+    /// so a node that lost an app stops writing to its cluster at the next request.
+    fn check(&self) -> Result<(), String> {
+        if self.cancelled() {
+            Err(CANCELLED.to_string())
+        } else {
+            Ok(())
+        }
     }
 
     /// Sleep `d`; `Err` with [`CANCELLED`] as soon as the context is cancelled.
@@ -188,6 +199,7 @@ async fn run_once(
     ctx: &SyncContext<'_>,
     results: &mut Vec<ResourceResult>,
 ) -> Result<(), String> {
+    ctx.check()?;
     if ctx.create_namespace && !ctx.namespace.is_empty() {
         let ns = apply::namespace_object(ctx.namespace, ctx.namespace_metadata)?;
         apply::write(ctx.cluster, &ns, Mode::ServerSide, ctx.dry_run, true)
@@ -201,8 +213,10 @@ async fn run_once(
     for step in &sync_plan.steps {
         let mut pending = Vec::new();
         for task in &step.tasks {
+            ctx.check()?;
             run_task(task, ctx, &crds, results, &mut pending).await;
         }
+        ctx.check()?;
         wait_step(ctx, results, pending).await?;
         let failed: Vec<String> = results
             .iter()
@@ -295,6 +309,7 @@ async fn preflight(
         if created.contains(&task.key.namespace) {
             continue;
         }
+        ctx.check()?;
         let outcome = match prepare(ctx, obj).await {
             Err(LiveError::Cluster(ClusterError::UnknownKind {
                 api_version, kind, ..

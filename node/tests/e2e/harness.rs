@@ -80,7 +80,9 @@ impl World {
             .await
             .expect("dest client");
         setup::install_crds(&client).await.expect("crds");
-        setup::apply(&client, &setup::namespace(NS)).await.expect("ns");
+        setup::apply(&client, &setup::namespace(NS))
+            .await
+            .expect("ns");
         for (name, s) in [("sim-0", &mgmt), ("sim-1", &dest)] {
             setup::apply(
                 &client,
@@ -147,7 +149,10 @@ impl World {
             .map(|a| {
                 let (s, h) = setup::sync_and_health(a);
                 (
-                    a["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                    a["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
                     s,
                     h,
                     a["status"]["sync"]["revision"]
@@ -204,7 +209,9 @@ impl World {
     /// Every app Synced and Healthy on its Application resource.
     pub async fn all_synced(&self) -> bool {
         let s = self.statuses().await;
-        s.len() == self.apps && s.iter().all(|(_, sy, h, _)| sy == "Synced" && h == "Healthy")
+        s.len() == self.apps
+            && s.iter()
+                .all(|(_, sy, h, _)| sy == "Synced" && h == "Healthy")
     }
 
     /// Print the last lines of every node's log.
@@ -235,7 +242,10 @@ impl World {
         serde_json::from_slice(&out.stdout).map_err(|e| {
             format!(
                 "{e}: {}",
-                String::from_utf8_lossy(&out.stdout).chars().take(400).collect::<String>()
+                String::from_utf8_lossy(&out.stdout)
+                    .chars()
+                    .take(400)
+                    .collect::<String>()
             )
         })
     }
@@ -262,9 +272,17 @@ impl World {
             .unwrap_or_default()
     }
 
-    /// The export of the whole state, through node `via`.
-    pub fn export(&self, via: u64) -> Result<Value, String> {
-        self.cli(via, &["admin", "export"])
+    /// The export of the whole state, through node `via`; retried for up to 30 s while the
+    /// node (re)starts.
+    pub async fn export(&self, via: u64) -> Result<Value, String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.cli(via, &["admin", "export"]) {
+                Ok(v) => return Ok(v),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
     }
 }
 
@@ -358,8 +376,16 @@ pub fn overlapping_syncs(
         for b in &intervals[i + 1..] {
             if a.1 == b.1 && a.3 < end(b) && b.3 < end(a) {
                 bad.push(format!(
-                    "{}: node {} op {} and node {} op {}",
-                    a.1, a.0, a.2, b.0, b.2
+                    "{}: node {} op {} ({}..{}) and node {} op {} ({}..{})",
+                    a.1,
+                    a.0,
+                    a.2,
+                    a.3,
+                    end(a),
+                    b.0,
+                    b.2,
+                    b.3,
+                    end(b)
                 ));
             }
         }
