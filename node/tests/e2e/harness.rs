@@ -168,7 +168,7 @@ impl World {
 
     /// The client of the destination cluster of app `i`.
     pub fn dest_of(&self, i: usize) -> &kube::Client {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             &self.client
         } else {
             &self.dest_client
