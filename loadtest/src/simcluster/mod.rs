@@ -23,6 +23,7 @@ pub mod selectors;
 mod server;
 pub mod status;
 pub mod store;
+pub mod table;
 pub mod tls;
 pub mod watch;
 
