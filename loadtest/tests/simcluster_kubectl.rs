@@ -628,6 +628,76 @@ async fn kubectl_get_prints_server_side_columns() {
         "{ns}"
     );
 
+    // Workloads and services, with their `-o wide` columns.
+    k.ok(&["apply", "-f", "-"], Some(DEPLOY)).await;
+    k.ok(
+        &["rollout", "status", "deployment/web", "--timeout=30s"],
+        None,
+    )
+    .await;
+    let deploy = k.ok(&["get", "deployments", "-o", "wide"], None).await;
+    let t = table_of(&deploy);
+    assert_eq!(
+        t[0],
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ],
+        "{deploy}"
+    );
+    assert_eq!(t[1][..4], ["web", "2/2", "2", "2"], "{deploy}");
+    assert_eq!(t[1][5..], ["web", "nginx:1.25", "app=web"], "{deploy}");
+    k.ok(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod",
+            "-l",
+            "app=web",
+            "--timeout=30s",
+        ],
+        None,
+    )
+    .await;
+    let pods = k.ok(&["get", "pods", "-l", "app=web"], None).await;
+    let t = table_of(&pods);
+    assert_eq!(
+        t[0],
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{pods}"
+    );
+    assert_eq!(t.len(), 3, "{pods}");
+    assert_eq!(t[1][1..4], ["1/1", "Running", "0"], "{pods}");
+    k.ok(
+        &["create", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"selector":{"app":"web"},"ports":[{"port":80}]}}"#),
+    )
+    .await;
+    let svc = k.ok(&["get", "services", "web", "-o", "wide"], None).await;
+    let t = table_of(&svc);
+    assert_eq!(
+        t[0],
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+            "SELECTOR"
+        ],
+        "{svc}"
+    );
+    assert_eq!(t[1][..2], ["web", "ClusterIP"], "{svc}");
+    assert_eq!(t[1][3..5], ["<none>", "80/TCP"], "{svc}");
+    assert_eq!(t[1][6], "app=web", "{svc}");
+
     // `get -w` prints the table, then one row per change.
     let mut watch = k.command(&[
         "get",

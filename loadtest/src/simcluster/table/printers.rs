@@ -258,7 +258,8 @@ fn pod_status(o: &Value) -> Value {
     let mut reason = status["reason"]
         .as_str()
         .or_else(|| status["phase"].as_str())
-        .unwrap_or_default()
+        // The API server creates pods in phase Pending; here the phase comes later.
+        .unwrap_or("Pending")
         .to_string();
     for c in status["containerStatuses"].as_array().into_iter().flatten() {
         let state = &c["state"];
