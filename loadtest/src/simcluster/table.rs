@@ -4,7 +4,7 @@
 //! A [`TableSpec`] holds the columns of one resource type: for custom resources `Name`
 //! followed by the served version's `additionalPrinterColumns` (or `Age` when it defines
 //! none, as the real API server does); for the common built-in kinds the columns of
-//! kube-apiserver's printers ([`printers`]); `Name` and `Age` for the others. It is computed
+//! kube-apiserver's printers (module `printers`); `Name` and `Age` for the others. It is computed
 //! once per request (watches keep it) and renders lists, single objects and watch events.
 
 mod printers;
