@@ -510,3 +510,126 @@ async fn dropped_watch_connections_abort_and_the_watcher_recovers() {
     }
     sim.shutdown().await;
 }
+
+const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+
+fn json_of(r: &Raw) -> Value {
+    assert_eq!(r.code, 200, "{}", r.body);
+    serde_json::from_str(&r.body).expect("JSON body")
+}
+
+#[tokio::test]
+async fn table_output_only_when_accept_asks_for_it() {
+    let sim = start().await;
+    let c = client(&sim).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    for (name, data) in [("a", json!({"x": "1", "y": "2"})), ("b", json!({}))] {
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}, "data": data})).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let path = "/api/v1/namespaces/default/configmaps";
+    let r = raw(&c, "GET", path, Some(TABLE_ACCEPT), None).await;
+    assert_eq!(
+        r.content_type,
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+    );
+    let t = json_of(&r);
+    assert_eq!(
+        (t["kind"].as_str(), t["apiVersion"].as_str()),
+        (Some("Table"), Some("meta.k8s.io/v1"))
+    );
+    let cols: Vec<(&str, &str)> = t["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        cols,
+        [("Name", "string"), ("Data", "integer"), ("Age", "string")]
+    );
+    assert_eq!(t["columnDefinitions"][0]["format"], "name");
+    assert!(t["metadata"]["resourceVersion"].is_string());
+    let row = &t["rows"][0];
+    assert_eq!(
+        &row["cells"].as_array().unwrap()[..2],
+        &[json!("a"), json!(2)]
+    );
+    assert!(row["cells"][2].as_str().unwrap().ends_with('s'), "{row}");
+    assert_eq!(row["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(row["object"]["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(row["object"]["metadata"]["name"], "a");
+    assert!(row["object"].get("data").is_none());
+    assert_eq!(t["rows"][1]["cells"][1], 0);
+
+    // Full objects on request, paging carries `continue`, a GET by name is a one-row table.
+    let t = json_of(
+        &raw(
+            &c,
+            "GET",
+            &format!("{path}?includeObject=Object&limit=1"),
+            Some(TABLE_ACCEPT),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(t["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(t["rows"][0]["object"]["kind"], "ConfigMap");
+    assert_eq!(t["rows"][0]["object"]["data"]["x"], "1");
+    assert!(t["metadata"]["continue"].is_string());
+    let one = json_of(&raw(&c, "GET", &format!("{path}/b"), Some(TABLE_ACCEPT), None).await);
+    assert_eq!(one["kind"], "Table");
+    assert_eq!(one["rows"][0]["cells"][0], "b");
+    let bad = raw(
+        &c,
+        "GET",
+        &format!("{path}?includeObject=Everything"),
+        Some(TABLE_ACCEPT),
+        None,
+    )
+    .await;
+    assert_eq!(bad.code, 400, "{}", bad.body);
+
+    // Other clients are unaffected: plain JSON, other `as=` kinds, plain JSON preferred.
+    for accept in [
+        None,
+        Some("application/json"),
+        Some("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"),
+        Some("application/json,application/json;as=Table;v=v1;g=meta.k8s.io"),
+    ] {
+        let r = raw(&c, "GET", path, accept, None).await;
+        assert_eq!(r.content_type, "application/json");
+        assert_eq!(json_of(&r)["kind"], "ConfigMapList", "{accept:?}");
+    }
+
+    // A watch as Table: one-row tables, column definitions in the first event only.
+    let w = raw(
+        &c,
+        "GET",
+        &format!("{path}?watch=true&timeoutSeconds=1"),
+        Some(TABLE_ACCEPT),
+        None,
+    )
+    .await;
+    let events: Vec<Value> = w
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{}", w.body);
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["kind"], "Table");
+    assert_eq!(
+        events[0]["object"]["columnDefinitions"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    assert!(events[1]["object"]["columnDefinitions"].is_null());
+    assert_eq!(events[1]["object"]["rows"][0]["cells"][0], "b");
+    sim.shutdown().await;
+}

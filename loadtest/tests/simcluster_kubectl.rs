@@ -465,3 +465,276 @@ async fn kubectl_uses_a_crd_created_at_run_time() {
     );
     sim.shutdown().await;
 }
+
+const APPS: &str = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: guestbook, namespace: argocd}
+spec:
+  project: default
+  source: {repoURL: "https://example.com/repo.git", path: guestbook, targetRevision: HEAD}
+  destination: {server: "https://kubernetes.default.svc", namespace: guestbook}
+status:
+  sync: {status: Synced, revision: abc123}
+  health: {status: Healthy}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: pending, namespace: argocd}
+spec:
+  project: team-a
+  destination: {server: "https://kubernetes.default.svc", namespace: pending}
+"#;
+
+/// Header and rows of kubectl's table output, cells split on runs of two or more spaces.
+fn table_of(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .collect()
+}
+
+/// The column of `header` in kubectl's output, found by its position in the header line
+/// (empty cells have no text, so splitting alone cannot place them).
+fn column(out: &str, header: &str) -> Vec<String> {
+    let mut lines = out.lines();
+    let head = lines.next().expect("a header line");
+    let start = head
+        .match_indices(header)
+        .map(|(i, _)| i)
+        .find(|&i| {
+            let after = &head[i + header.len()..];
+            (i == 0 || head[..i].ends_with(' ')) && (after.is_empty() || after.starts_with("  "))
+        })
+        .unwrap_or_else(|| panic!("no {header} in {head:?}"));
+    lines
+        .map(|l| {
+            l.get(start..)
+                .unwrap_or_default()
+                .split("  ")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_server_side_columns() {
+    if !kubectl_available() {
+        return;
+    }
+    let sim = start().await;
+    let k = Kubectl::new(&sim);
+    let crd = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/base/crds/application.yaml");
+    k.ok(&["apply", "-f", crd.to_str().expect("utf-8 path")], None)
+        .await;
+    k.ok(
+        &["create", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"argocd"}}"#),
+    )
+    .await;
+    k.ok(&["apply", "-f", "-"], Some(APPS)).await;
+
+    // The CRD's printer columns, and no AGE: the CRD defines columns and none is an age.
+    let out = k.ok(&["get", "applications", "-n", "argocd"], None).await;
+    let t = table_of(&out);
+    assert_eq!(t[0], ["NAME", "SYNC STATUS", "HEALTH STATUS"], "{out}");
+    assert_eq!(t[1], ["guestbook", "Synced", "Healthy"], "{out}");
+    assert_eq!(column(&out, "SYNC STATUS"), ["Synced", ""], "{out}");
+    assert_eq!(column(&out, "NAME"), ["guestbook", "pending"], "{out}");
+    let one = k
+        .ok(&["get", "app", "guestbook", "-n", "argocd"], None)
+        .await;
+    assert_eq!(
+        table_of(&one)[1],
+        ["guestbook", "Synced", "Healthy"],
+        "{one}"
+    );
+
+    // `-o wide` adds the priority-10 columns.
+    let wide = k
+        .ok(&["get", "applications", "-n", "argocd", "-o", "wide"], None)
+        .await;
+    let t = table_of(&wide);
+    assert_eq!(
+        t[0],
+        [
+            "NAME",
+            "SYNC STATUS",
+            "HEALTH STATUS",
+            "REVISION",
+            "PROJECT"
+        ],
+        "{wide}"
+    );
+    assert_eq!(
+        t[1],
+        ["guestbook", "Synced", "Healthy", "abc123", "default"]
+    );
+    assert_eq!(column(&wide, "PROJECT"), ["default", "team-a"], "{wide}");
+
+    // Sorting asks for whole objects (`includeObject=Object`); -A adds the namespace.
+    let sorted = k
+        .ok(
+            &["get", "applications", "-A", "--sort-by=.spec.project"],
+            None,
+        )
+        .await;
+    assert_eq!(
+        table_of(&sorted)[0],
+        ["NAMESPACE", "NAME", "SYNC STATUS", "HEALTH STATUS"],
+        "{sorted}"
+    );
+    assert_eq!(
+        column(&sorted, "NAME"),
+        ["guestbook", "pending"],
+        "{sorted}"
+    );
+
+    // `-o json` is the plain objects, as before.
+    let json: serde_json::Value = serde_json::from_str(
+        &k.ok(&["get", "applications", "-n", "argocd", "-o", "json"], None)
+            .await,
+    )
+    .expect("JSON");
+    assert_eq!(json["items"][0]["kind"], "Application");
+    assert_eq!(json["items"][0]["status"]["health"]["status"], "Healthy");
+    assert!(json.get("columnDefinitions").is_none());
+
+    // Built-in kinds: ConfigMaps show DATA, namespaces STATUS.
+    k.ok(
+        &["create", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cfg"},"data":{"a":"1","b":"2"}}"#),
+    )
+    .await;
+    let cms = k.ok(&["get", "configmaps"], None).await;
+    let t = table_of(&cms);
+    assert_eq!(t[0], ["NAME", "DATA", "AGE"], "{cms}");
+    assert_eq!(t[1][..2], ["cfg", "2"], "{cms}");
+    assert!(t[1][2].ends_with('s'), "a fresh age in seconds: {cms}");
+    let ns = k.ok(&["get", "namespaces"], None).await;
+    assert_eq!(table_of(&ns)[0], ["NAME", "STATUS", "AGE"], "{ns}");
+    assert!(
+        ns.lines()
+            .any(|l| l.starts_with("argocd") && l.contains("Active")),
+        "{ns}"
+    );
+
+    // Workloads and services, with their `-o wide` columns.
+    k.ok(&["apply", "-f", "-"], Some(DEPLOY)).await;
+    k.ok(
+        &["rollout", "status", "deployment/web", "--timeout=30s"],
+        None,
+    )
+    .await;
+    let deploy = k.ok(&["get", "deployments", "-o", "wide"], None).await;
+    let t = table_of(&deploy);
+    assert_eq!(
+        t[0],
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ],
+        "{deploy}"
+    );
+    assert_eq!(t[1][..4], ["web", "2/2", "2", "2"], "{deploy}");
+    assert_eq!(t[1][5..], ["web", "nginx:1.25", "app=web"], "{deploy}");
+    k.ok(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod",
+            "-l",
+            "app=web",
+            "--timeout=30s",
+        ],
+        None,
+    )
+    .await;
+    let pods = k.ok(&["get", "pods", "-l", "app=web"], None).await;
+    let t = table_of(&pods);
+    assert_eq!(
+        t[0],
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{pods}"
+    );
+    assert_eq!(t.len(), 3, "{pods}");
+    assert_eq!(t[1][1..4], ["1/1", "Running", "0"], "{pods}");
+    k.ok(
+        &["create", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"selector":{"app":"web"},"ports":[{"port":80}]}}"#),
+    )
+    .await;
+    let svc = k.ok(&["get", "services", "web", "-o", "wide"], None).await;
+    let t = table_of(&svc);
+    assert_eq!(
+        t[0],
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+            "SELECTOR"
+        ],
+        "{svc}"
+    );
+    assert_eq!(t[1][..2], ["web", "ClusterIP"], "{svc}");
+    assert_eq!(t[1][3..5], ["<none>", "80/TCP"], "{svc}");
+    assert_eq!(t[1][6], "app=web", "{svc}");
+
+    // `get -w` prints the table, then one row per change.
+    let mut watch = k.command(&[
+        "get",
+        "applications",
+        "-n",
+        "argocd",
+        "-w",
+        "--request-timeout=30s",
+    ]);
+    watch.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = watch.spawn().expect("kubectl get -w starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let head = next_line(&mut lines).await;
+    assert!(head.contains("HEALTH STATUS"), "{head}");
+    next_line(&mut lines).await;
+    next_line(&mut lines).await;
+    k.ok(
+        &[
+            "patch",
+            "app",
+            "pending",
+            "-n",
+            "argocd",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"status":{"sync":{"status":"OutOfSync"},"health":{"status":"Missing"}}}"#,
+        ],
+        None,
+    )
+    .await;
+    let changed = next_line(&mut lines).await;
+    assert_eq!(
+        table_of(&changed)[0],
+        ["pending", "OutOfSync", "Missing"],
+        "{changed}"
+    );
+    child.kill().await.expect("stop the watch");
+    sim.shutdown().await;
+}

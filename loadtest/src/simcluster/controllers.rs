@@ -171,14 +171,23 @@ fn desired_status(gr: &str, o: &Value, now: &str) -> Option<Value> {
             let job_pod = o["metadata"]["ownerReferences"]
                 .as_array()
                 .is_some_and(|r| r.iter().any(|r| r["kind"] == "Job"));
+            let started = o["metadata"]["creationTimestamp"].clone();
+            let containers = |state: Value, ready: bool| -> Value {
+                o["spec"]["containers"].as_array().into_iter().flatten().map(|c| json!({
+                    "name": c["name"], "image": c["image"], "imageID": "", "ready": ready,
+                    "started": state.get("running").is_some(), "restartCount": 0, "state": state.clone()})).collect()
+            };
             if job_pod && !fail {
                 json!({"phase": "Succeeded", "podIP": "10.244.0.11", "hostIP": "172.18.0.2", "startTime": o["metadata"]["creationTimestamp"],
+                    "containerStatuses": containers(json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": now}}), false),
                     "conditions": [cond("Initialized", true, "", "", now, o), cond("Ready", false, "PodCompleted", "", now, o),
                                    cond("ContainersReady", false, "PodCompleted", "", now, o), cond("PodScheduled", true, "", "", now, o)]})
             } else if fail {
-                json!({"phase": "Failed", "reason": "Simulated", "conditions": [cond("Ready", false, "PodFailed", "", now, o)]})
+                json!({"phase": "Failed", "reason": "Simulated", "conditions": [cond("Ready", false, "PodFailed", "", now, o)],
+                    "containerStatuses": containers(json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": now}}), false)})
             } else {
                 json!({"phase": "Running", "podIP": "10.244.0.10", "hostIP": "172.18.0.2", "startTime": o["metadata"]["creationTimestamp"],
+                    "containerStatuses": containers(json!({"running": {"startedAt": started}}), true),
                     "conditions": [cond("Initialized", true, "", "", now, o), cond("Ready", true, "", "", now, o),
                                    cond("ContainersReady", true, "", "", now, o), cond("PodScheduled", true, "", "", now, o)]})
             }

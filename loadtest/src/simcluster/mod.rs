@@ -3,7 +3,8 @@
 //! Start with [`SimCluster::start`] (one cluster) or [`SimFleet::start`] (many, one port
 //! each). A cluster keeps its objects in memory ([`store`]), serves discovery, OpenAPI v3,
 //! the API verbs with patches and server-side apply ([`ops`], [`patch`], [`apply`]), watches
-//! ([`watch`]), simulated controllers ([`controllers`]) and fault injection ([`faults`]).
+//! ([`watch`]), server-side `Table` output for `kubectl get` ([`table`]), simulated
+//! controllers ([`controllers`]) and fault injection ([`faults`]).
 //! `docs/simcluster.md` says what is simulated and what is not.
 
 pub mod apply;
@@ -23,6 +24,7 @@ pub mod selectors;
 mod server;
 pub mod status;
 pub mod store;
+pub mod table;
 pub mod tls;
 pub mod watch;
 

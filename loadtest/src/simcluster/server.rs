@@ -6,6 +6,7 @@ use super::faults::{FaultConfig, Injected};
 use super::ops::{self, ListQuery, Target, WriteOpts};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
+use super::table::{self, TableSpec};
 use super::watch::{self, WatchParams};
 use super::{controllers, openapi, Cluster};
 use bytes::Bytes;
@@ -406,8 +407,24 @@ async fn route(
         return Ok(result);
     }
     let method = req.method().clone();
+    let as_table = if method == Method::GET {
+        table::requested(&accept, q)?
+    } else {
+        None
+    };
     let result = match (method, &t.name) {
-        (Method::GET, Some(_)) => ok_json(200, &ops::get(&cluster.lock(), &t)?),
+        (Method::GET, Some(_)) => {
+            let store = cluster.lock();
+            let obj = ops::get(&store, &t)?;
+            match as_table {
+                Some(tr) => json_response(
+                    200,
+                    &TableSpec::for_type(&store, &t.rt).render_one(tr, &t.rt, &obj),
+                    &tr.content_type(),
+                ),
+                None => ok_json(200, &obj),
+            }
+        }
         (Method::GET, None) => {
             let lq = ListQuery {
                 labels: LabelSelector::parse(
@@ -429,23 +446,33 @@ async fn route(
                     timeout: watch_timeout(q),
                     bookmarks: q.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
                     initial_events: q.get("sendInitialEvents").is_some_and(|b| b == "true"),
+                    table: as_table.map(|tr| (tr, TableSpec::for_type(&cluster.lock(), &t.rt))),
                 };
                 let rx = watch::start(cluster, t, lq, params)?;
                 let stream = futures::stream::unfold(rx, |mut rx| async move {
                     rx.recv().await.map(|chunk| (chunk.map(Frame::data), rx))
                 });
                 let mut r = Response::new(StreamBody::new(stream).boxed_unsync());
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("application/json"),
-                );
+                let ct = as_table.map_or_else(|| "application/json".into(), |tr| tr.content_type());
+                if let Ok(ct) = header::HeaderValue::from_str(&ct) {
+                    r.headers_mut().insert(header::CONTENT_TYPE, ct);
+                }
                 r.headers_mut().insert(
                     header::CACHE_CONTROL,
                     header::HeaderValue::from_static("no-cache, private"),
                 );
                 return Ok(r);
             }
-            ok_json(200, &ops::list(&cluster.lock(), &t, &lq)?)
+            let store = cluster.lock();
+            let list = ops::list(&store, &t, &lq)?;
+            match as_table {
+                Some(tr) => json_response(
+                    200,
+                    &TableSpec::for_type(&store, &t.rt).render_list(tr, &t.rt, &list),
+                    &tr.content_type(),
+                ),
+                None => ok_json(200, &list),
+            }
         }
         (Method::POST, None) => {
             let body: Value = serde_json::from_slice(&read_body(req).await?).map_err(|e| {

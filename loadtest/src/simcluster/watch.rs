@@ -4,6 +4,7 @@
 use super::ops::{matching, typed, ListQuery, Target};
 use super::status::ApiError;
 use super::store::{Event, EventType};
+use super::table::{TableRequest, TableSpec};
 use super::Cluster;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -22,6 +23,34 @@ pub struct WatchParams {
     pub bookmarks: bool,
     /// `sendInitialEvents` (streaming list).
     pub initial_events: bool,
+    /// `as=Table`: event objects are Tables of one row, column definitions in the first only.
+    pub table: Option<(TableRequest, TableSpec)>,
+}
+
+/// Encodes the objects of events: typed objects, or one-row Tables.
+struct Encoder {
+    table: Option<(TableRequest, TableSpec)>,
+    headers_sent: bool,
+}
+
+impl Encoder {
+    fn object(&mut self, t: &Target, obj: &Value) -> Value {
+        match &self.table {
+            None => typed(obj.clone(), &t.rt),
+            Some((req, spec)) => {
+                let mut table = spec.render_one(*req, &t.rt, obj);
+                if self.headers_sent {
+                    table["columnDefinitions"] = Value::Null;
+                }
+                self.headers_sent = true;
+                table
+            }
+        }
+    }
+
+    fn event_line(&mut self, t: &Target, kind: EventType, e: &Event) -> Bytes {
+        line(&json!({"type": kind.as_str(), "object": self.object(t, &e.object)}))
+    }
 }
 
 /// One piece of a watch body; an error aborts the connection (a dropped watch).
@@ -73,10 +102,6 @@ fn seen_as(t: &Target, q: &ListQuery, e: &Event) -> Option<EventType> {
     }
 }
 
-fn event_line(t: &Target, kind: EventType, e: &Event) -> Bytes {
-    line(&json!({"type": kind.as_str(), "object": typed(e.object.clone(), &t.rt)}))
-}
-
 /// Starts a watch; the receiver yields the lines of the response body.
 pub(crate) fn start(
     cluster: &Arc<Cluster>,
@@ -90,6 +115,10 @@ pub(crate) fn start(
     let (tx, body) = mpsc::channel(BODY_BUFFER);
     let mut first: Vec<Bytes> = vec![];
     let force_410 = cluster.faults.get().force_watch_410;
+    let mut enc = Encoder {
+        table: p.table.clone(),
+        headers_sent: false,
+    };
     let (mut rx, mut last_rv) = {
         let mut store = cluster.lock();
         let resume: Option<u64> = match p.rv.as_deref() {
@@ -108,7 +137,7 @@ pub(crate) fn start(
             Some(rv) if !p.initial_events => match store.events_since(rv) {
                 Some(evs) => first.extend(
                     evs.iter()
-                        .filter_map(|e| seen_as(&t, &q, e).map(|k| event_line(&t, k, e))),
+                        .filter_map(|e| seen_as(&t, &q, e).map(|k| enc.event_line(&t, k, e))),
                 ),
                 None => {
                     let _ = tx.try_send(Ok(expired_line(&rv.to_string())));
@@ -117,9 +146,7 @@ pub(crate) fn start(
             },
             _ => {
                 for o in matching(&store, &t, &q) {
-                    first.push(line(
-                        &json!({"type": "ADDED", "object": typed(o.clone(), &t.rt)}),
-                    ));
+                    first.push(line(&json!({"type": "ADDED", "object": enc.object(&t, o)})));
                 }
                 if p.initial_events {
                     first.push(bookmark(&t, current, true));
@@ -168,7 +195,7 @@ pub(crate) fn start(
                         if e.rv <= last_rv { continue; }
                         last_rv = e.rv;
                         if let Some(kind) = seen_as(&t, &q, &e) {
-                            if tx.send(Ok(event_line(&t, kind, &e))).await.is_err() {
+                            if tx.send(Ok(enc.event_line(&t, kind, &e))).await.is_err() {
                                 return;
                             }
                         }
