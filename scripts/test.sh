@@ -5,6 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+bash scripts/prereqs.sh
 tools_bin=$(bash scripts/install-tools.sh)
 export PATH="$tools_bin:$PATH"
 

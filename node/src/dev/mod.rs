@@ -208,6 +208,7 @@ pub async fn run(args: &DevArgs) -> anyhow::Result<bool> {
         }
     }
     println!("stopping the nodes");
+    std::io::Write::flush(&mut std::io::stdout())?;
     nodes.stop_all(Signal::INT, Duration::from_secs(15)).await;
     sim.shutdown().await;
     git.shutdown().await;
