@@ -55,6 +55,35 @@ async fn apps_sync_to_two_clusters_and_follow_webhooks_drift_and_bad_manifests()
         kube::Api::namespaced(w.dest_client.clone(), "app-1");
     assert!(api.get_opt("app-1-cm-0").await.expect("get").is_some());
 
+    // Metrics with Argo CD's names: every app is reported by exactly one node (its owner).
+    let metrics_ok = || async {
+        let mut app_info = 0;
+        let (mut k8s_requests, mut clusters, mut raft) = (false, false, true);
+        for n in w.nodes.nodes().to_vec() {
+            let Some((200, body)) = http_get(&n.http, "/metrics").await else {
+                return false;
+            };
+            app_info += body
+                .lines()
+                .filter(|l| {
+                    l.starts_with("argocd_app_info{") && l.contains("sync_status=\"Synced\"")
+                })
+                .count();
+            k8s_requests |= body.lines().any(|l| {
+                l.starts_with("argocd_app_k8s_request_total{") && l.contains("verb=\"Patch\"")
+            });
+            clusters |= body.contains("argocd_cluster_connection_status{");
+            raft &= body.contains("flotilla_raft_term");
+        }
+        app_info == w.apps && k8s_requests && clusters && raft
+    };
+    w.wait_for(
+        "each app reported once by its owner in argocd_app_info, cluster and request metrics",
+        30,
+        metrics_ok,
+    )
+    .await;
+
     // A commit reaches the cluster through the webhook (polling is set to an hour).
     let c = w
         .fixture

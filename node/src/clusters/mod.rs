@@ -11,6 +11,7 @@
 
 pub mod discovery;
 pub mod limit;
+pub mod requests;
 
 use crate::model::{ApplicationDestination, ClusterSecret};
 use discovery::{Kind, KindIndex};
@@ -112,10 +113,13 @@ impl Cluster {
         config: kube::Config,
         limits: Limits,
     ) -> Result<Self, ClusterError> {
-        let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
-            cluster: name.clone(),
-            source,
-        })?;
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(|source| ClusterError::Client {
+                cluster: name.clone(),
+                source,
+            })?
+            .with_layer(&requests::CountRequests::new(&server))
+            .build();
         Ok(Self {
             name,
             server,
