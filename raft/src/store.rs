@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_proto::raft::raft_peer_server::RaftPeerServer;
+use flotilla_proto::raft::store_client_client::StoreClientClient;
 use flotilla_proto::raft::store_client_server::StoreClientServer;
 use flotilla_proto::raft::{MembershipRequest, ProposeRequest, ReadIndexRequest};
 use openraft::async_runtime::WatchReceiver;
@@ -637,7 +638,8 @@ impl Store {
                 leader_addr: Some(addr),
                 leader_id: Some(l),
             })) if l != self.id() => {
-                change_membership_via(&[addr], &change, self.inner.cfg.leader_wait).await
+                self.change_membership_via(&[addr], &change, self.inner.cfg.leader_wait)
+                    .await
             }
             Err(StoreError::Propose(ProposeError::NotLeader { .. })) => {
                 let peers: Vec<String> = self
@@ -647,7 +649,8 @@ impl Store {
                     .filter(|(id, _)| *id != self.id())
                     .map(|(_, addr)| addr)
                     .collect();
-                change_membership_via(&peers, &change, self.inner.cfg.leader_wait).await
+                self.change_membership_via(&peers, &change, self.inner.cfg.leader_wait)
+                    .await
             }
             other => other,
         }
@@ -797,15 +800,51 @@ async fn write_batch(raft: &Raft, batch: Vec<Proposal>) {
     }
 }
 
-/// Make a membership change through any of `peers` (peer addresses of members): each is asked
-/// in turn and a non-leader's answer leads to the leader. Used by a process that is not a
-/// member yet (to join) and by members that do not lead. Retries until `wait` has passed.
+/// Make a membership change through any of `peers` (peer addresses of members) over plain
+/// TCP: each is asked in turn and a non-leader's answer leads to the leader. Retries until
+/// `wait` has passed. Members use [`Store::change_membership_via`], which speaks TLS when the
+/// store does.
 pub async fn change_membership_via(
     peers: &[String],
     change: &MembershipChange,
     wait: Duration,
 ) -> Result<(), StoreError> {
-    use flotilla_proto::raft::store_client_client::StoreClientClient;
+    via(peers, change, wait, |addr: &str| {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(2));
+        Ok(StoreClientClient::new(endpoint.connect_lazy()))
+    })
+    .await
+}
+
+impl Store {
+    /// Make a membership change through any of `peers`, dialing them as this member dials
+    /// its peers (with TLS when configured). Used by a process that is not a member yet, to
+    /// join, and when rejoining after a restart.
+    pub async fn change_membership_via(
+        &self,
+        peers: &[String],
+        change: &MembershipChange,
+        wait: Duration,
+    ) -> Result<(), StoreError> {
+        let net = self.inner.peers.clone();
+        via(peers, change, wait, move |addr: &str| {
+            net.store_client(addr).map_err(|e| e.to_string())
+        })
+        .await
+    }
+}
+
+async fn via<F>(
+    peers: &[String],
+    change: &MembershipChange,
+    wait: Duration,
+    client: F,
+) -> Result<(), StoreError>
+where
+    F: Fn(&str) -> Result<StoreClientClient<tonic::transport::Channel>, String>,
+{
     if peers.is_empty() {
         return Err(StoreError::Config(
             "no peer address to ask for a membership change".into(),
@@ -829,24 +868,16 @@ pub async fn change_membership_via(
                 continue;
             }
         };
-        let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(2)),
-            Err(e) => {
-                last = format!("{addr}: {e}");
-                continue;
-            }
-        };
-        let channel = match endpoint.connect().await {
+        let mut c = match client(&addr) {
             Ok(c) => c,
             Err(e) => {
                 last = format!("{addr}: {e}");
                 continue;
             }
         };
-        let mut client = StoreClientClient::new(channel);
         let mut req = tonic::Request::new(change.to_request());
         req.set_timeout(MEMBERSHIP_TIMEOUT);
-        match client.change_membership(req).await {
+        match c.change_membership(req).await {
             Ok(resp) => {
                 let resp = resp.into_inner();
                 if resp.leader_id == 0 {
@@ -856,9 +887,6 @@ pub async fn change_membership_via(
                 if !resp.leader_addr.is_empty() && resp.leader_addr != addr {
                     queue.push_front(resp.leader_addr);
                 }
-            }
-            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                last = format!("{addr}: {}", s.message());
             }
             Err(s) => last = format!("{addr}: {}", s.message()),
         }

@@ -71,3 +71,50 @@ async fn group_replicates_over_mutual_tls() {
         s.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_joins_over_tls() {
+    use flotilla_raft::MembershipChange;
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = make_pki(dir.path(), "flotilla-peer");
+    let stores = group(3, dir.path(), |c| c.tls = Some(tls.clone())).await;
+    let leader = wait_leader(&stores).await;
+    let follower = (leader + 1) % 3;
+    stores[leader].propose(put_app(0)).await.expect("propose");
+
+    let mut cfg = config(4, dir.path(), "127.0.0.1:0");
+    cfg.tls = Some(tls.clone());
+    let four = flotilla_raft::Store::start(cfg).await.expect("start 4");
+    let join = MembershipChange::AddLearner {
+        id: 4,
+        addr: four.addr().to_string(),
+    };
+    four.change_membership_via(
+        &[stores[follower].addr().to_string()],
+        &join,
+        std::time::Duration::from_secs(20),
+    )
+    .await
+    .expect("join over TLS through a follower");
+    wait_until("the new member has the data", 20, || async {
+        has_app(&four, 0)
+    })
+    .await;
+
+    // Without TLS the same request is refused by the members.
+    let plain = flotilla_raft::change_membership_via(
+        &[stores[leader].addr().to_string()],
+        &MembershipChange::AddLearner {
+            id: 5,
+            addr: "127.0.0.1:1".into(),
+        },
+        std::time::Duration::from_millis(800),
+    )
+    .await;
+    assert!(plain.is_err(), "plaintext must not change a TLS group");
+    four.shutdown().await;
+    for s in &stores {
+        s.shutdown().await;
+    }
+}

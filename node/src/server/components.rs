@@ -78,6 +78,14 @@ pub(super) async fn start(
     render.work_dir = Some(work);
     let renderer = Arc::new(Renderer::new(sources.clone(), render)?);
     let management = management(cfg).await?;
+    if cfg.controller.kubeconfig.is_none() && management.is_some() {
+        // Like Argo CD, the cluster flotilla runs in is a destination without a Secret:
+        // `https://kubernetes.default.svc`, named `in-cluster`.
+        match clusters.add_in_cluster(crate::clusters::limit::Limits::default()) {
+            Ok(c) => tracing::info!(server = %c.server(), "in-cluster destination registered"),
+            Err(e) => tracing::warn!(error = %e, "registering the in-cluster destination"),
+        }
+    }
 
     let ingest = Ingest::start(
         store.clone(),

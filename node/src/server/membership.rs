@@ -13,9 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use flotilla_raft::{
-    change_membership_via, Command, Json, MembershipChange, NodeInfo, Store, StoreError,
-};
+use flotilla_raft::{Command, Json, MembershipChange, NodeInfo, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{NodeConfig, Role};
@@ -77,7 +75,8 @@ pub async fn enter(
     match cfg.role() {
         Role::Bootstrap => {
             if !peers.is_empty()
-                && change_membership_via(&peers, &join, PROBE_WAIT)
+                && store
+                    .change_membership_via(&peers, &join, PROBE_WAIT)
                     .await
                     .is_ok()
             {
@@ -95,7 +94,7 @@ pub async fn enter(
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(MembershipError::Cancelled),
-                    r = change_membership_via(&peers, &join, JOIN_ATTEMPT) => match r {
+                    r = store.change_membership_via(&peers, &join, JOIN_ATTEMPT) => match r {
                         Ok(()) => break,
                         Err(e) => tracing::warn!(node = id, error = %e, "joining the group; retrying"),
                     }
@@ -116,7 +115,7 @@ async fn rejoin(
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            r = change_membership_via(peers, &join, JOIN_ATTEMPT) => match r {
+            r = store.change_membership_via(peers, &join, JOIN_ATTEMPT) => match r {
                 Ok(()) => {
                     tracing::info!(node = store.id(), "membership confirmed after restart");
                     return;
