@@ -33,7 +33,7 @@ impl Service {
     ) -> Result<pb::GetManifestsResponse, Status> {
         let (_, rendered) = self.render_app(&req.app).await?;
         Ok(pb::GetManifestsResponse {
-            revision: revision(&rendered),
+            revision: rendered.revision(),
             manifests_json: rendered
                 .manifests
                 .iter()
@@ -75,7 +75,7 @@ impl Service {
         })?;
         Ok(pb::DiffAppResponse {
             in_sync: cmp.in_sync(),
-            revision: revision(&rendered),
+            revision: rendered.revision(),
             diffs: cmp
                 .diffs
                 .iter()
@@ -96,13 +96,4 @@ fn drift_name(d: Drift) -> &'static str {
         Drift::Extra => "Extra",
         Drift::Changed => "Changed",
     }
-}
-
-fn revision(r: &Rendered) -> String {
-    r.revisions
-        .iter()
-        .flatten()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(",")
 }

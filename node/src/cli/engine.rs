@@ -124,18 +124,8 @@ async fn load(t: &TargetArgs) -> anyhow::Result<Loaded> {
         RenderSettings::discover(),
     )?;
     let rendered = renderer.render(&app, Freshness::Fetch).await?;
-    let desired = rendered
-        .manifests
-        .iter()
-        .map(|m| m.object.clone())
-        .collect();
-    let revision = rendered
-        .revisions
-        .iter()
-        .flatten()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(",");
+    let desired = rendered.objects();
+    let revision = rendered.revision();
     let tracking = if t.annotation_tracking {
         Tracking::Annotation
     } else {
@@ -158,15 +148,7 @@ pub fn diff_options(
 ) -> anyhow::Result<DiffOptions> {
     let mut opts = DiffOptions::default();
     for r in &app.spec.ignore_differences {
-        let rule = IgnoreRule {
-            group: r.group.clone(),
-            kind: r.kind.clone(),
-            name: r.name.clone(),
-            namespace: r.namespace.clone(),
-            json_pointers: r.json_pointers.clone(),
-            jq_path_expressions: r.jq_path_expressions.clone(),
-            managed_fields_managers: r.managed_fields_managers.clone(),
-        };
+        let rule = IgnoreRule::from(r);
         rule.validate()?;
         opts.ignore.push(rule);
     }

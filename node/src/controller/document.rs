@@ -91,15 +91,7 @@ pub(super) fn diff_options(
 ) -> Result<DiffOptions, String> {
     let mut opts = DiffOptions::default();
     for r in &app.spec.ignore_differences {
-        let rule = IgnoreRule {
-            group: r.group.clone(),
-            kind: r.kind.clone(),
-            name: r.name.clone(),
-            namespace: r.namespace.clone(),
-            json_pointers: r.json_pointers.clone(),
-            jq_path_expressions: r.jq_path_expressions.clone(),
-            managed_fields_managers: r.managed_fields_managers.clone(),
-        };
+        let rule = IgnoreRule::from(r);
         rule.validate().map_err(|e| e.to_string())?;
         opts.ignore.push(rule);
     }

@@ -553,18 +553,8 @@ async fn compare(
         .render(app, freshness)
         .await
         .map_err(|e| condition("ComparisonError", e.to_string()))?;
-    let desired: Vec<Value> = rendered
-        .manifests
-        .iter()
-        .map(|m| m.object.clone())
-        .collect();
-    let revision = rendered
-        .revisions
-        .iter()
-        .flatten()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(",");
+    let desired: Vec<Value> = rendered.objects();
+    let revision = rendered.revision();
     // Every kind must be permitted by the project before anything is compared or applied.
     for obj in &desired {
         let (group, kind) = health::group_kind(obj);

@@ -295,3 +295,19 @@ fn unified_diff(live: &Value, desired: &Value, key: &ResourceKey) -> String {
 
 #[cfg(test)]
 mod tests;
+
+impl From<&crate::model::ResourceIgnoreDifferences> for IgnoreRule {
+    /// An Application's `ignoreDifferences` entry as a rule (check it with
+    /// [`IgnoreRule::validate`]).
+    fn from(r: &crate::model::ResourceIgnoreDifferences) -> Self {
+        IgnoreRule {
+            group: r.group.clone(),
+            kind: r.kind.clone(),
+            name: r.name.clone(),
+            namespace: r.namespace.clone(),
+            json_pointers: r.json_pointers.clone(),
+            jq_path_expressions: r.jq_path_expressions.clone(),
+            managed_fields_managers: r.managed_fields_managers.clone(),
+        }
+    }
+}

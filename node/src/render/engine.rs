@@ -28,6 +28,23 @@ pub struct Rendered {
     pub cached: bool,
 }
 
+impl Rendered {
+    /// The objects as JSON values, in order.
+    pub fn objects(&self) -> Vec<serde_json::Value> {
+        self.manifests.iter().map(|m| m.object.clone()).collect()
+    }
+
+    /// The resolved commits joined with commas (Argo CD's form for multi-source apps).
+    pub fn revision(&self) -> String {
+        self.revisions
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// A source after revision resolution and planning.
 struct Planned<'a> {
     index: usize,
