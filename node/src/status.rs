@@ -48,10 +48,12 @@ pub fn stored_app(object: &Value) -> Value {
         ] {
             if let Some(v) = m.get(k) {
                 if k == "annotations" {
-                    // kubectl's last-applied copy changes with every apply; it is not input.
+                    // kubectl's last-applied copy changes with every apply, and a refresh
+                    // request is taken and cleared: neither is input.
                     let mut a = v.clone();
                     if let Some(map) = a.as_object_mut() {
                         map.remove("kubectl.kubernetes.io/last-applied-configuration");
+                        map.remove("argocd.argoproj.io/refresh");
                         if map.is_empty() {
                             continue;
                         }

@@ -119,6 +119,52 @@ async fn apps_sync_to_two_clusters_and_follow_webhooks_drift_and_bad_manifests()
     })
     .await;
 
+    // Argo CD's ways of asking on the resource: the `operation` field and the refresh
+    // annotation are taken into the store and cleared from the Application.
+    let apps_api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        w.client.clone(),
+        NS,
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "argoproj.io",
+            "v1alpha1",
+            "Application",
+        )),
+    );
+    let ask = serde_json::json!({
+        "metadata": {"annotations": {"argocd.argoproj.io/refresh": "hard"}},
+        "operation": {"initiatedBy": {"username": "e2e"}, "sync": {"prune": true}}
+    });
+    apps_api
+        .patch(
+            "app-4",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&ask),
+        )
+        .await
+        .expect("ask for a sync on the resource");
+    w.wait_for(
+        "the sync asked on app-4's resource ran and was cleared",
+        60,
+        || async {
+            let Ok(doc) = w.cli(1, &["app", "get", "app-4"]) else {
+                return false;
+            };
+            let ran = doc["status"]["operationState"]["opId"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("resource-"))
+                && doc["status"]["operationState"]["phase"] == "Succeeded";
+            let cleared = setup_apps(&w).await.iter().any(|a| {
+                a["metadata"]["name"] == "app-4"
+                    && a.get("operation").is_none_or(Value::is_null)
+                    && a["metadata"]["annotations"]
+                        .get("argocd.argoproj.io/refresh")
+                        .is_none()
+            });
+            ran && cleared
+        },
+    )
+    .await;
+
     // A malformed manifest in app-2 and a good change to app-3, in one commit.
     let bad = b"apiVersion: v1\nkind: ConfigMap\nmetadata: [this is not a mapping\n".as_slice();
     let good = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-3-cm-0\n  namespace: app-3\ndata:\n  generation: \"7\"\n".as_slice();

@@ -286,14 +286,26 @@ async fn upsert_app(
             }
         }
     }
-    if record.is_some_and(|r| stored_value(&r.spec) == doc) {
-        return Ok(vec![]);
+    let mut commands = if record.is_some_and(|r| stored_value(&r.spec) == doc) {
+        vec![]
+    } else {
+        vec![Command::PutApp {
+            app: key.clone(),
+            spec: Json::from(doc),
+            at: now_ms(),
+        }]
+    };
+    if !deleting {
+        // A sync or refresh asked for on the resource: taken once the store has it.
+        let (asks, patch) = super::requests::requests_of(&key, v);
+        if let Some(patch) = patch {
+            commands.extend(asks);
+            propose_all(&ctx.store, commands).await?;
+            super::requests::clear(client, ns, &name, &patch).await;
+            return Ok(vec![]);
+        }
     }
-    Ok(vec![Command::PutApp {
-        app: key,
-        spec: Json::from(doc),
-        at: now_ms(),
-    }])
+    Ok(commands)
 }
 
 fn upsert_project(ctx: &Ctx, ns: &str, v: &Value) -> Result<Vec<Command>, IngestError> {

@@ -15,6 +15,7 @@
 mod apps;
 mod directory;
 mod leader;
+pub mod requests;
 mod secrets;
 #[cfg(test)]
 mod tests;
