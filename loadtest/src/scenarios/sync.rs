@@ -29,6 +29,8 @@ const NAMESPACE: &str = "argocd";
 const APPLY_CONCURRENCY: usize = 32;
 /// How often the Application list is read.
 const POLL: Duration = Duration::from_millis(500);
+/// Apps not yet Synced and Healthy listed in the result of an incomplete run.
+const STUCK_SHOWN: usize = 20;
 /// How often a progress line is printed.
 const PROGRESS: Duration = Duration::from_secs(5);
 
@@ -117,6 +119,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<()> {
         common::write_json(path, &doc)?;
         println!("results written to {}", path.display());
     }
+    if doc["interrupted"] == json!(true) {
+        bail!("interrupted before every application was Synced and Healthy");
+    }
     if doc["complete"] != json!(true) {
         bail!(
             "not every application became Synced and Healthy within {} s",
@@ -153,9 +158,6 @@ async fn run_with(
         setup::apply(&client, &secret).await?;
     }
 
-    let addrs = (1..=a.nodes)
-        .map(NodeAddrs::free)
-        .collect::<Result<Vec<_>, _>>()?;
     let common_flags: Vec<String> = [
         "--kubeconfig",
         &kubeconfig.display().to_string(),
@@ -174,17 +176,59 @@ async fn run_with(
     .map(|s| s.to_string())
     .collect();
     let nodes_dir = dir.join("nodes");
-    if nodes_dir.exists() {
-        std::fs::remove_dir_all(&nodes_dir)
-            .with_context(|| format!("remove the previous {}", nodes_dir.display()))?;
-    }
-    let mut nodes = LocalCluster::new(flotilla.to_path_buf(), &nodes_dir, addrs, common_flags);
-    nodes.env(
-        "RUST_LOG",
-        &std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-    );
-    nodes.start_all()?;
-    let result = measure(a, flotilla, &mut nodes, &client, fixture).await;
+    let t_nodes = Instant::now();
+    // Free ports are picked, released and then bound by the nodes; another process may
+    // take one in between, so a node that exits while the group forms is retried with new
+    // ports (twice at most).
+    let mut attempt = 1;
+    let (mut nodes, ready) = loop {
+        if nodes_dir.exists() {
+            std::fs::remove_dir_all(&nodes_dir)
+                .with_context(|| format!("remove the previous {}", nodes_dir.display()))?;
+        }
+        let addrs = (1..=a.nodes)
+            .map(NodeAddrs::free)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut nodes = LocalCluster::new(
+            flotilla.to_path_buf(),
+            &nodes_dir,
+            addrs,
+            common_flags.clone(),
+        );
+        nodes.env(
+            "RUST_LOG",
+            &std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        nodes.start_all()?;
+        let ready = wait_for_group(a, flotilla, &mut nodes).await;
+        match ready {
+            Err(e @ StartFailure::Exited { .. }) if attempt < 3 => {
+                eprintln!("  {e}; starting the nodes again on other ports");
+                nodes.stop_all(Signal::INT, Duration::from_secs(15)).await;
+                attempt += 1;
+            }
+            other => break (nodes, other),
+        }
+    };
+    let result = match ready {
+        Ok(()) => {
+            let seconds_nodes_ready = t_nodes.elapsed().as_secs_f64();
+            println!(
+                "  {} nodes hold the shard map after {seconds_nodes_ready:.1} s",
+                a.nodes
+            );
+            measure(
+                a,
+                flotilla,
+                &mut nodes,
+                &client,
+                fixture,
+                seconds_nodes_ready,
+            )
+            .await
+        }
+        Err(e) => Err(anyhow::anyhow!(e)),
+    };
     nodes.stop_all(Signal::INT, Duration::from_secs(15)).await;
     if result.is_err() {
         for n in nodes.nodes() {
@@ -201,6 +245,7 @@ async fn measure(
     nodes: &mut LocalCluster,
     client: &kube::Client,
     fixture: &Fixture,
+    seconds_nodes_ready: f64,
 ) -> anyhow::Result<Value> {
     let api = nodes.node(1)?.api.clone();
     let pids: Vec<(u64, u32)> = nodes
@@ -209,14 +254,6 @@ async fn measure(
         .filter_map(|n| nodes.pid(n.id).map(|p| (n.id, p)))
         .collect();
     let sampler = ProcSampler::start(pids);
-
-    let t_nodes = Instant::now();
-    wait_for_group(a, flotilla, nodes, &api).await?;
-    let seconds_nodes_ready = t_nodes.elapsed().as_secs_f64();
-    println!(
-        "  {} nodes hold the shard map after {seconds_nodes_ready:.1} s",
-        a.nodes
-    );
 
     let t0 = Instant::now();
     let manifests = (0..a.apps)
@@ -244,8 +281,19 @@ async fn measure(
     let mut seconds_to_healthy: Option<f64> = None;
     let mut last_print = Instant::now();
     let mut tick = tokio::time::interval(POLL);
+    let mut interrupted = false;
+    let mut stuck: Vec<Value> = Vec::new();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut ctrl_c => {
+                println!("  interrupted; stopping the nodes");
+                interrupted = true;
+                break;
+            }
+        }
         for n in nodes.nodes().to_vec() {
             if !nodes.is_running(n.id) {
                 bail!(
@@ -268,13 +316,25 @@ async fn measure(
         let seconds = t0.elapsed().as_secs_f64();
         let mut synced = 0;
         let mut synced_healthy = 0;
+        stuck.clear();
         for app in &apps {
             let (s, h) = setup::sync_and_health(app);
+            if s == "Synced" && h == "Healthy" {
+                synced += 1;
+                synced_healthy += 1;
+                continue;
+            }
             if s == "Synced" {
                 synced += 1;
-                if h == "Healthy" {
-                    synced_healthy += 1;
-                }
+            }
+            if stuck.len() < STUCK_SHOWN {
+                stuck.push(json!({
+                    "name": app["metadata"]["name"],
+                    "sync": s,
+                    "health": h,
+                    "phase": app["status"]["operationState"]["phase"],
+                    "message": app["status"]["operationState"]["message"],
+                }));
             }
         }
         timeline.push(Progress {
@@ -335,6 +395,8 @@ async fn measure(
     let doc = json!({
         "scenario": "sync",
         "complete": seconds_to_healthy.is_some(),
+        "interrupted": interrupted,
+        "not_synced_and_healthy": if seconds_to_healthy.is_some() { Vec::new() } else { stuck },
         "apps": a.apps,
         "clusters": a.clusters,
         "resources_per_app": a.resources_per_app,
@@ -360,25 +422,43 @@ async fn measure(
     Ok(doc)
 }
 
+/// Why the nodes did not form their group.
+#[derive(Debug, thiserror::Error)]
+enum StartFailure {
+    /// A node process exited (often: one of its ports was taken).
+    #[error("node {node} exited while starting; see {log}")]
+    Exited {
+        /// The node id.
+        node: u64,
+        /// Its log file.
+        log: String,
+    },
+    /// No shard map over all nodes in time.
+    #[error("the nodes did not form a group with a shard map in 120 s: {0}")]
+    Timeout(String),
+    /// The launcher failed.
+    #[error(transparent)]
+    Launch(#[from] flotilla_loadtest::cluster::launcher::LaunchError),
+}
+
 /// Wait until node 1 reports a shard map spread over all `a.nodes` nodes.
 async fn wait_for_group(
     a: &CommonArgs,
     flotilla: &Path,
     nodes: &mut LocalCluster,
-    api: &str,
-) -> anyhow::Result<()> {
+) -> Result<(), StartFailure> {
+    let api = nodes.node(1)?.api.clone();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         for n in nodes.nodes().to_vec() {
             if !nodes.is_running(n.id) {
-                bail!(
-                    "node {} exited while starting; see {}",
-                    n.id,
-                    nodes.log_file(n.id).display()
-                );
+                return Err(StartFailure::Exited {
+                    node: n.id,
+                    log: nodes.log_file(n.id).display().to_string(),
+                });
             }
         }
-        let last_err = match common::cli_json(flotilla, api, &["shard", "list"]).await {
+        let last_err = match common::cli_json(flotilla, &api, &["shard", "list"]).await {
             Ok(doc) => {
                 let owners = common::shard_nodes(&doc)
                     .iter()
@@ -392,7 +472,7 @@ async fn wait_for_group(
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
-            bail!("the nodes did not form a group with a shard map in 120 s: {last_err}");
+            return Err(StartFailure::Timeout(last_err));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -444,4 +524,22 @@ fn print_summary(doc: &Value) {
         );
     }
     println!();
+    let stuck = doc["not_synced_and_healthy"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !stuck.is_empty() {
+        println!("  not Synced and Healthy (first {}):", stuck.len());
+        for a in &stuck {
+            println!(
+                "    {} {}/{} {}: {}",
+                show(&a["name"]),
+                show(&a["sync"]),
+                show(&a["health"]),
+                show(&a["phase"]),
+                show(&a["message"])
+            );
+        }
+        println!();
+    }
 }
