@@ -7,9 +7,17 @@
 //! The Git side is [`git`] (feature `git`, on by default): [`git::Fixture`] generates
 //! app-of-apps repositories, [`git::GitServer`] serves them over smart HTTP and
 //! [`git::webhook`] sends push webhooks.
+//!
+//! [`cluster`] (feature `cluster`, on by default) starts real `flotilla node` processes
+//! ([`cluster::launcher::LocalCluster`]) and prepares the management cluster they watch
+//! ([`cluster::setup`]); the scenarios of the `flotilla-loadtest` binary build on all three.
 
 #[cfg(feature = "simcluster")]
 pub mod simcluster;
+
+/// Real `flotilla node` processes and the management cluster they watch.
+#[cfg(feature = "cluster")]
+pub mod cluster;
 
 /// Git fixtures (generated app-of-apps repositories), a smart-HTTP git server and push webhooks.
 #[cfg(feature = "git")]

@@ -1,5 +1,7 @@
 use clap::{Parser, Subcommand};
 
+#[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
+mod scenarios;
 mod store;
 
 /// flotilla's load-test harness.
@@ -17,6 +19,9 @@ enum Command {
     /// Run simulated Kubernetes API servers and write kubeconfigs for them.
     #[cfg(feature = "simcluster")]
     Simcluster(flotilla_loadtest::simcluster::cli::SimclusterArgs),
+    /// Cold start of A apps over C clusters with N nodes, until all are Synced and Healthy.
+    #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
+    Sync(scenarios::sync::SyncArgs),
     /// Benchmark durable writes of a 3-member store (optionally against etcd).
     Store(store::StoreArgs),
     /// One member of the store benchmark's group (started by `store`).
@@ -36,6 +41,17 @@ fn main() -> anyhow::Result<()> {
                 .init();
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(flotilla_loadtest::simcluster::cli::run(args))?;
+        }
+        #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
+        Command::Sync(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(scenarios::sync::run(args))?;
         }
         Command::Store(args) => tokio::runtime::Runtime::new()?.block_on(store::run(args))?,
         Command::StoreMember(args) => {

@@ -10,8 +10,7 @@
 //! [`launcher`] and [`setup`] are also what the end-to-end tests use.
 
 pub mod examples;
-pub mod launcher;
-pub mod setup;
+pub use flotilla_loadtest::cluster::{launcher, setup};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -225,13 +224,7 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
 
 /// A kube client for a kubeconfig file.
 pub async fn kube_client(path: &Path) -> anyhow::Result<kube::Client> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    let kc = kube::config::Kubeconfig::from_yaml(&text)
-        .with_context(|| format!("parse {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .with_context(|| format!("load {}", path.display()))?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(flotilla_loadtest::cluster::kube_client(path).await?)
 }
 
 fn status_table(apps: &[serde_json::Value]) -> String {

@@ -44,7 +44,7 @@ pub enum StopKind {
 
 /// Environment variable that makes a node stop (as on SIGINT) when its parent process
 /// exits: set by `flotilla dev` and the test launcher, so no node outlives them.
-pub const EXIT_WITH_PARENT_ENV: &str = "FLOTILLA_EXIT_WITH_PARENT";
+pub use flotilla_loadtest::cluster::launcher::EXIT_WITH_PARENT_ENV;
 
 /// Wait for SIGTERM or SIGINT (or, with [`EXIT_WITH_PARENT_ENV`] set, the parent's exit).
 pub async fn stop_signal() -> std::io::Result<StopKind> {

@@ -1,5 +1,5 @@
-//! Start, signal and kill `flotilla node` processes on loopback: the nodes of `flotilla dev`
-//! and of the end-to-end tests.
+//! Start, signal and kill `flotilla node` processes on loopback: the nodes of `flotilla dev`,
+//! of the end-to-end tests and of the load-test scenarios.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use rustix::process::{kill_process, Pid, Signal};
 use tokio::process::{Child, Command};
+
+/// Environment variable that makes a node stop (as on SIGINT) when its parent process exits;
+/// [`LocalCluster`] sets it on every node so no node outlives the process that started it.
+pub const EXIT_WITH_PARENT_ENV: &str = "FLOTILLA_EXIT_WITH_PARENT";
 
 /// Errors starting or stopping node processes.
 #[derive(Debug, thiserror::Error)]
@@ -168,7 +172,7 @@ impl LocalCluster {
             .args(["--api-listen", &n.api, "--http-listen", &n.http])
             .args(["--peers", &peers.join(",")])
             .args(&self.common)
-            .env(crate::server::EXIT_WITH_PARENT_ENV, "1")
+            .env(EXIT_WITH_PARENT_ENV, "1")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -197,6 +201,12 @@ impl LocalCluster {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
         }
+    }
+
+    /// The process id of node `id`, while it runs under this set.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        let i = self.index(id).ok()?;
+        self.children[i].as_ref().and_then(Child::id)
     }
 
     /// Send a signal to node `id`.
