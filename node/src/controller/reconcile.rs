@@ -295,8 +295,11 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
         let last = op.as_ref().and_then(|o| {
             let r = op_result(o)?;
             let req = op_request(o);
-            (req.initiated_by == "automated" && r.message != INTERRUPTED)
-                .then_some((r.revision, r.phase))
+            // An operation cut short (its node died, lost the app's shard or its lease, or
+            // shut down) says nothing about the revision: it is not a failure to respect.
+            let cut_short =
+                r.message == INTERRUPTED || r.message.starts_with(crate::sync::executor::CANCELLED);
+            (req.initiated_by == "automated" && !cut_short).then_some((r.revision, r.phase))
         });
         heal = last
             .as_ref()
