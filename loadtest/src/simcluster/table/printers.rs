@@ -6,6 +6,33 @@ use super::{Column, Source};
 use crate::simcluster::kinds::ResourceType;
 use serde_json::Value;
 
+/// The wide columns of workloads with a pod template (Deployment, ReplicaSet).
+fn pod_template_columns() -> [Column; 3] {
+    [
+        col(
+            "Containers",
+            "string",
+            "Names of the containers in the pod template.",
+            containers,
+        )
+        .wide(),
+        col(
+            "Images",
+            "string",
+            "Images of the containers in the pod template.",
+            images,
+        )
+        .wide(),
+        col(
+            "Selector",
+            "string",
+            "The label selector of the pods.",
+            selector,
+        )
+        .wide(),
+    ]
+}
+
 fn col(name: &str, kind: &str, description: &str, f: fn(&Value) -> Value) -> Column {
     Column::new(name, kind, description, Source::Printer(f))
 }
@@ -118,28 +145,10 @@ pub(super) fn columns(rt: &ResourceType) -> Option<Vec<Column>> {
                 |o| int(&o["status"]["availableReplicas"]),
             ),
             age(),
-            col(
-                "Containers",
-                "string",
-                "Names of the containers in the pod template.",
-                containers,
-            )
-            .wide(),
-            col(
-                "Images",
-                "string",
-                "Images of the containers in the pod template.",
-                images,
-            )
-            .wide(),
-            col(
-                "Selector",
-                "string",
-                "The label selector of the pods.",
-                selector,
-            )
-            .wide(),
-        ],
+        ]
+        .into_iter()
+        .chain(pod_template_columns())
+        .collect(),
         ("apps", "replicasets") => vec![
             name(),
             col("Desired", "integer", "Desired replicas.", |o| {
@@ -152,28 +161,10 @@ pub(super) fn columns(rt: &ResourceType) -> Option<Vec<Column>> {
                 int(&o["status"]["readyReplicas"])
             }),
             age(),
-            col(
-                "Containers",
-                "string",
-                "Names of the containers in the pod template.",
-                containers,
-            )
-            .wide(),
-            col(
-                "Images",
-                "string",
-                "Images of the containers in the pod template.",
-                images,
-            )
-            .wide(),
-            col(
-                "Selector",
-                "string",
-                "The label selector of the pods.",
-                selector,
-            )
-            .wide(),
-        ],
+        ]
+        .into_iter()
+        .chain(pod_template_columns())
+        .collect(),
         ("", "services") => vec![
             name(),
             col("Type", "string", "The type of the service.", |o| {
