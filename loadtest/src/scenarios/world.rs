@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use flotilla_loadtest::cluster::launcher::{LocalCluster, NodeAddrs};
 use flotilla_loadtest::cluster::{kube_client, setup};
-use flotilla_loadtest::git::{Fixture, FixtureSpec, GitServer, GitServerConfig};
+use flotilla_loadtest::git::webhook::{self, PushEvent, WebhookProvider};
+use flotilla_loadtest::git::{CommitOutcome, Fixture, FixtureSpec, GitServer, GitServerConfig};
 use flotilla_loadtest::simcluster::{ControllerConfig, SimConfig, SimFleet};
 use futures::StreamExt as _;
 use rustix::process::Signal;
@@ -86,6 +87,18 @@ impl SyncWait {
                 .collect(),
         )
     }
+}
+
+/// A change delivered by [`World::push_change`].
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+pub struct Pushed {
+    /// The commit.
+    pub commit: CommitOutcome,
+    /// When the webhook request was sent.
+    pub pushed: Instant,
+    /// The webhook's HTTP status code.
+    pub status: u16,
 }
 
 /// Why the nodes did not form their group.
@@ -426,6 +439,34 @@ impl World {
             }
         }
         Ok(wait)
+    }
+
+    /// Commit a change to `apps` (their first ConfigMap gets a new `generation`) and
+    /// deliver the push to node `via`'s webhook endpoint as GitHub would.
+    #[allow(dead_code)]
+    pub async fn push_change(&mut self, apps: &[usize], via: u64) -> anyhow::Result<Pushed> {
+        let commit = self
+            .fixture
+            .commit_change(apps, "loadtest change")
+            .context("commit a change")?;
+        let ev = PushEvent::new(
+            &self.git.url_for("apps.git"),
+            "main",
+            &commit.parent,
+            &commit.id,
+            commit.modified.clone(),
+        );
+        let req = webhook::build(WebhookProvider::GitHub, &ev, Some(WEBHOOK_SECRET));
+        let url = format!("http://{}/api/webhook", self.nodes.node(via)?.http);
+        let pushed = Instant::now();
+        let status = webhook::send(&url, &req)
+            .await
+            .with_context(|| format!("deliver the push to {url}"))?;
+        Ok(Pushed {
+            commit,
+            pushed,
+            status,
+        })
     }
 
     /// `(node, shards, apps)` per node, from the shard map.
