@@ -122,7 +122,7 @@ enum StartFailure {
 
 impl World {
     /// Start the clusters, the Git server and the nodes, and wait for the group. `extra`
-    /// flags are added to every node's command line.
+    /// flags are added to every node's command line (replacing a default of the same name).
     pub async fn start(
         args: &CommonArgs,
         scenario: &str,
@@ -256,6 +256,15 @@ impl World {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // A flag given in `extra` replaces the default of the same name.
+        let mut i = 0;
+        while i + 1 < flags.len() {
+            if extra.contains(&flags[i]) {
+                flags.drain(i..i + 2);
+            } else {
+                i += 2;
+            }
+        }
         flags.extend(extra.iter().cloned());
         let nodes_dir = dir.join("nodes");
         let t_nodes = Instant::now();
