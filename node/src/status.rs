@@ -41,6 +41,7 @@ pub fn stored_app(object: &Value) -> Value {
         for k in [
             "name",
             "namespace",
+            "uid",
             "labels",
             "annotations",
             "finalizers",
@@ -304,7 +305,7 @@ mod tests {
             s,
             json!({
                 "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-                "metadata": {"name": "a", "namespace": "argocd",
+                "metadata": {"name": "a", "namespace": "argocd", "uid": "u",
                     "finalizers": ["resources-finalizer.argocd.argoproj.io"]},
                 "spec": {"project": "default"}
             })

@@ -402,6 +402,52 @@ async fn status_is_written_back_and_the_finalizer_released() {
         "write-back is no spec change"
     );
 
+    tracing::info!("phase: what happened is recorded as Events on the Application");
+    let uid = apps
+        .get("web")
+        .await
+        .expect("get")
+        .metadata
+        .uid
+        .expect("uid");
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "argocd");
+    let list_seen = || async {
+        let list = events.list(&Default::default()).await.expect("events");
+        list.items
+            .iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some("web")
+                    && e.involved_object.kind.as_deref() == Some("Application")
+                    && e.involved_object.uid.as_deref() == Some(uid.as_str())
+            })
+            .map(|e| {
+                (
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    wait_until("started, completed and status events", 20, || async {
+        list_seen().await.len() >= 4
+    })
+    .await;
+    let seen = list_seen().await;
+    for want in [
+        ("OperationStarted", "Initiated automated sync to 'abc'"),
+        ("OperationCompleted", "Sync operation to abc succeeded"),
+        ("ResourceUpdated", "Updated sync status: Unknown -> Synced"),
+        (
+            "ResourceUpdated",
+            "Updated health status: Unknown -> Healthy",
+        ),
+    ] {
+        assert!(
+            seen.iter().any(|(r, m)| r == want.0 && m == want.1),
+            "{want:?} in {seen:?}"
+        );
+    }
+
     tracing::info!("phase: delete; the controller drops the app; the finalizer goes");
     apps.delete("web", &DeleteParams::default())
         .await

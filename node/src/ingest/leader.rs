@@ -7,7 +7,7 @@ use std::time::Duration;
 use flotilla_raft::Store;
 use tokio_util::sync::CancellationToken;
 
-use super::{apps, directory, secrets, writeback, Ctx};
+use super::{apps, directory, events, secrets, writeback, Ctx};
 
 /// How often leadership is checked.
 const LEADER_POLL: Duration = Duration::from_millis(200);
@@ -42,6 +42,7 @@ pub(crate) async fn supervise(ctx: Ctx, cancel: CancellationToken) {
                 client.clone(),
                 session.clone(),
             ));
+            tasks.spawn(events::run(ctx.clone(), client.clone(), session.clone()));
             tasks.spawn(writeback::run(ctx.clone(), client, session.clone()));
         }
         if ctx.settings.apps_dir.is_some() || ctx.settings.apps_repo.is_some() {

@@ -14,6 +14,7 @@
 
 mod apps;
 mod directory;
+mod events;
 mod leader;
 pub mod requests;
 mod secrets;
