@@ -448,6 +448,84 @@ async fn rendered_objects_apply_to_a_cluster_and_scale() {
         assert_eq!(scaled["spec"]["replicas"], 3);
         assert_eq!(scaled["spec"]["template"], sts["spec"]["template"]);
 
+        // The day-two commands of docs/operations.md: checking, restarting, upgrading and
+        // scaling both ways.
+        let ns = ["-n", "argocd"];
+        let status = k.run(
+            &[
+                &ns[..],
+                &[
+                    "rollout",
+                    "status",
+                    "statefulset",
+                    "flotilla",
+                    "--timeout=60s",
+                ],
+            ]
+            .concat(),
+        );
+        assert!(status.contains("rolling update complete"), "{status}");
+        let pods = || {
+            k.get(&[
+                "pods",
+                "-n",
+                "argocd",
+                "-l",
+                "app.kubernetes.io/name=flotilla",
+            ])["items"]
+                .as_array()
+                .map(Vec::len)
+        };
+        assert_eq!(pods(), Some(3));
+        k.run(&[&ns[..], &["rollout", "restart", "statefulset", "flotilla"]].concat());
+        let restarted = k.get(&["statefulset", "flotilla", "-n", "argocd"]);
+        assert!(
+            restarted["spec"]["template"]["metadata"]["annotations"]
+                .get("kubectl.kubernetes.io/restartedAt")
+                .is_some(),
+            "{restarted}"
+        );
+        let image = "registry.example.com/flotilla:0.2.0";
+        k.run(
+            &[
+                &ns[..],
+                &[
+                    "set",
+                    "image",
+                    "statefulset/flotilla",
+                    &format!("flotilla={image}"),
+                ],
+            ]
+            .concat(),
+        );
+        let upgraded = k.get(&["statefulset", "flotilla", "-n", "argocd"]);
+        assert_eq!(
+            upgraded["spec"]["template"]["spec"]["containers"][0]["image"],
+            image
+        );
+        let status = k.run(
+            &[
+                &ns[..],
+                &[
+                    "rollout",
+                    "status",
+                    "statefulset",
+                    "flotilla",
+                    "--timeout=60s",
+                ],
+            ]
+            .concat(),
+        );
+        assert!(status.contains("rolling update complete"), "{status}");
+        for (replicas, want) in [("--replicas=5", 5), ("--replicas=3", 3)] {
+            k.run(&[&ns[..], &["scale", "statefulset", "flotilla", replicas]].concat());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while pods() != Some(want) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            assert_eq!(pods(), Some(want), "pods after scale {replicas}");
+        }
+
         // The HA overlay over the same objects. `kubectl scale` took ownership of
         // spec.replicas, so a plain apply reports the conflict (as docs/operations.md says)
         // and --force-conflicts takes it back.
