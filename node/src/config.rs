@@ -126,6 +126,16 @@ pub struct Args {
     /// A directory of Application manifests to manage (app of apps).
     #[arg(long, env = "FLOTILLA_APPS_DIR")]
     pub apps_dir: Option<PathBuf>,
+    /// A Git repository of Application manifests to manage (app of apps), read with the
+    /// repository credentials of the Argo CD Secrets.
+    #[arg(long, env = "FLOTILLA_APPS_REPO")]
+    pub apps_repo: Option<String>,
+    /// Branch, tag or commit of --apps-repo (default HEAD).
+    #[arg(long, env = "FLOTILLA_APPS_REPO_REVISION")]
+    pub apps_repo_revision: Option<String>,
+    /// Directory of --apps-repo holding the manifests (default: the root).
+    #[arg(long, env = "FLOTILLA_APPS_REPO_PATH")]
+    pub apps_repo_path: Option<String>,
     /// Allow repositories given as local paths or file:// URLs (development only: whoever
     /// writes an Application could read any repository on the node's disk).
     #[arg(long, env = "FLOTILLA_ALLOW_LOCAL_REPOS")]
@@ -197,6 +207,12 @@ pub struct FileConfig {
     pub secrets_namespace: Option<String>,
     /// See [`Args::apps_dir`].
     pub apps_dir: Option<PathBuf>,
+    /// See [`Args::apps_repo`].
+    pub apps_repo: Option<String>,
+    /// See [`Args::apps_repo_revision`].
+    pub apps_repo_revision: Option<String>,
+    /// See [`Args::apps_repo_path`].
+    pub apps_repo_path: Option<String>,
     /// See [`Args::allow_local_repos`].
     pub allow_local_repos: Option<bool>,
     /// See [`Args::resync_seconds`].
@@ -333,6 +349,8 @@ pub struct ControllerConfig {
     pub secrets_namespace: String,
     /// A directory of Application manifests (default none).
     pub apps_dir: Option<PathBuf>,
+    /// A Git path of Application manifests: `(url, revision, path)` (default none).
+    pub apps_repo: Option<(String, String, String)>,
     /// Allow local repositories (default false).
     pub allow_local_repos: bool,
     /// Periodic reconciliation (default 180 s).
@@ -905,11 +923,61 @@ impl Resolver<'_> {
                     f.apps_dir.clone(),
                 )?
                 .map(|(v, _)| v),
+            apps_repo: self.apps_repo(a, f)?,
             allow_local_repos,
             resync: Duration::from_secs(resync),
             repo_poll: Duration::from_secs(repo_poll),
             workers: workers as usize,
         })
+    }
+
+    /// `--apps-repo` with its revision and path; the latter two need the first.
+    fn apps_repo(
+        &self,
+        a: &Args,
+        f: &FileConfig,
+    ) -> Result<Option<(String, String, String)>, ConfigError> {
+        let text = |s: &str| Ok(s.to_string());
+        let url = self.pick(a.apps_repo.clone(), "apps_repo", text, f.apps_repo.clone())?;
+        let revision = self.pick(
+            a.apps_repo_revision.clone(),
+            "apps_repo_revision",
+            text,
+            f.apps_repo_revision.clone(),
+        )?;
+        let path = self.pick(
+            a.apps_repo_path.clone(),
+            "apps_repo_path",
+            text,
+            f.apps_repo_path.clone(),
+        )?;
+        let Some((url, at)) = url else {
+            if let Some((_, at)) = revision.or(path) {
+                return Err(ConfigError::Invalid {
+                    at,
+                    message: "needs --apps-repo".into(),
+                });
+            }
+            return Ok(None);
+        };
+        if url.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                at,
+                message: "the repository URL is empty".into(),
+            });
+        }
+        let path = path.map_or_else(|| ".".to_string(), |(p, _)| p);
+        if path.split('/').any(|c| c == "..") || path.starts_with('/') {
+            return Err(ConfigError::Invalid {
+                at: "--apps-repo-path".into(),
+                message: format!("{path:?} must be a relative path inside the repository"),
+            });
+        }
+        Ok(Some((
+            url,
+            revision.map_or_else(|| "HEAD".to_string(), |(r, _)| r),
+            path,
+        )))
     }
 
     /// A secret from `--NAME-file` (flag, env, file) or inline `FLOTILLA_NAME`; not both.

@@ -321,6 +321,9 @@ fn flag_names_list_every_long_flag() {
         "namespaces",
         "secrets-namespace",
         "apps-dir",
+        "apps-repo",
+        "apps-repo-revision",
+        "apps-repo-path",
         "allow-local-repos",
         "resync-seconds",
         "repo-poll-seconds",
@@ -331,7 +334,7 @@ fn flag_names_list_every_long_flag() {
             "missing {want} in {names:?}"
         );
     }
-    assert_eq!(names.len(), 26);
+    assert_eq!(names.len(), 29);
 }
 
 #[test]
@@ -384,4 +387,55 @@ fn controller_settings_have_defaults_and_checked_values() {
     })
     .expect_err("zero workers");
     assert!(err.to_string().contains("FLOTILLA_WORKERS"), "{err}");
+}
+
+#[test]
+fn apps_repo_flags_env_and_file() {
+    let host = Some("flotilla-0");
+    let c = run(&Args::default(), &env(&[]), None, host).unwrap();
+    assert_eq!(c.controller.apps_repo, None);
+
+    let args = parse_args(&["--apps-repo", "https://git.example.com/apps.git"]);
+    let c = run(&args, &env(&[]), None, host).unwrap();
+    assert_eq!(
+        c.controller.apps_repo,
+        Some((
+            "https://git.example.com/apps.git".into(),
+            "HEAD".into(),
+            ".".into()
+        ))
+    );
+
+    let e = env(&[
+        ("FLOTILLA_APPS_REPO", "https://git.example.com/apps.git"),
+        ("FLOTILLA_APPS_REPO_REVISION", "main"),
+    ]);
+    let file = "appsRepoPath: clusters/prod\n";
+    let c = run(&Args::default(), &e, Some(file), host).unwrap();
+    assert_eq!(
+        c.controller.apps_repo,
+        Some((
+            "https://git.example.com/apps.git".into(),
+            "main".into(),
+            "clusters/prod".into()
+        ))
+    );
+
+    let args = parse_args(&["--apps-repo-path", "apps"]);
+    let text = err_text(run(&args, &env(&[]), None, host));
+    assert!(
+        text.contains("--apps-repo-path") && text.contains("needs --apps-repo"),
+        "{text}"
+    );
+    let args = parse_args(&[
+        "--apps-repo",
+        "https://x/a.git",
+        "--apps-repo-path",
+        "../up",
+    ]);
+    let text = err_text(run(&args, &env(&[]), None, host));
+    assert!(
+        text.contains("relative path inside the repository"),
+        "{text}"
+    );
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clusters::ClusterRegistry;
 use crate::config::NodeConfig;
 use crate::controller::{Controller, ControllerDeps, ControllerSettings};
-use crate::ingest::{Ingest, IngestSettings};
+use crate::ingest::{AppsRepo, Ingest, IngestSettings};
 use crate::metrics::Collector;
 use crate::render::{RenderSettings, Renderer};
 use crate::repos::RepoPoller;
@@ -97,7 +97,15 @@ pub(super) async fn start(
             secrets_namespace: cfg.controller.secrets_namespace.clone(),
             status_interval: STATUS_INTERVAL,
             apps_dir: cfg.controller.apps_dir.clone(),
-            apps_repo: None,
+            apps_repo: cfg
+                .controller
+                .apps_repo
+                .clone()
+                .map(|(url, revision, path)| AppsRepo {
+                    url,
+                    revision,
+                    path,
+                }),
             poll: cfg.controller.repo_poll,
         },
         cancel.clone(),
