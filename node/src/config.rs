@@ -103,6 +103,17 @@ pub struct Args {
     /// Private key for peer TLS.
     #[arg(long, env = "FLOTILLA_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Certificate the flotilla.v1 API serves TLS with (with --api-tls-key; default: plain
+    /// text).
+    #[arg(long, env = "FLOTILLA_API_TLS_CERT")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// Private key of --api-tls-cert.
+    #[arg(long, env = "FLOTILLA_API_TLS_KEY")]
+    pub api_tls_key: Option<PathBuf>,
+    /// CA bundle the node trusts for other nodes' API certificates when it forwards a call
+    /// to the leader (default: --tls-ca, else the system's roots).
+    #[arg(long, env = "FLOTILLA_API_TLS_CA")]
+    pub api_tls_ca: Option<PathBuf>,
     /// File holding the API bearer token.
     #[arg(long, env = "FLOTILLA_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
@@ -191,6 +202,12 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     /// See [`Args::tls_key`].
     pub tls_key: Option<PathBuf>,
+    /// See [`Args::api_tls_cert`].
+    pub api_tls_cert: Option<PathBuf>,
+    /// See [`Args::api_tls_key`].
+    pub api_tls_key: Option<PathBuf>,
+    /// See [`Args::api_tls_ca`].
+    pub api_tls_ca: Option<PathBuf>,
     /// See [`Args::api_token_file`].
     pub api_token_file: Option<PathBuf>,
     /// See [`Args::webhook_secret_file`].
@@ -284,6 +301,17 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// The files of the API's TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// CA for forwarded calls (`None`: the system's roots).
+    pub ca: Option<PathBuf>,
+}
+
 /// One initial cluster member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -325,6 +353,8 @@ pub struct NodeConfig {
     pub shard_count: u32,
     /// Peer TLS (default none: plaintext).
     pub tls: Option<TlsFiles>,
+    /// API TLS (default none: plaintext).
+    pub api_tls: Option<ApiTlsFiles>,
     /// API bearer token (`--api-token-file` or `FLOTILLA_API_TOKEN`; default none).
     pub api_token: Option<SecretSource>,
     /// Webhook secret (`--webhook-secret-file` or `FLOTILLA_WEBHOOK_SECRET`; default none).
@@ -762,6 +792,47 @@ pub fn load(src: Sources<'_>) -> Result<NodeConfig, ConfigError> {
         }
     };
 
+    let path = |s: &str| Ok(PathBuf::from(s));
+    let api_cert = r.pick(
+        a.api_tls_cert.clone(),
+        "api_tls_cert",
+        path,
+        r.file.api_tls_cert.clone(),
+    )?;
+    let api_key = r.pick(
+        a.api_tls_key.clone(),
+        "api_tls_key",
+        path,
+        r.file.api_tls_key.clone(),
+    )?;
+    let api_ca = r.pick(
+        a.api_tls_ca.clone(),
+        "api_tls_ca",
+        path,
+        r.file.api_tls_ca.clone(),
+    )?;
+    let api_tls = match (api_cert, api_key) {
+        (None, None) => {
+            if let Some((_, at)) = api_ca {
+                return Err(invalid(at, "needs --api-tls-cert and --api-tls-key".into()));
+            }
+            None
+        }
+        (Some((cert, _)), Some((key, _))) => Some(ApiTlsFiles {
+            cert,
+            key,
+            ca: api_ca
+                .map(|(ca, _)| ca)
+                .or_else(|| tls.as_ref().map(|t| t.ca.clone())),
+        }),
+        (Some((_, at)), None) | (None, Some((_, at))) => {
+            return Err(invalid(
+                at,
+                "--api-tls-cert and --api-tls-key must be given together".into(),
+            ))
+        }
+    };
+
     let api_token = r.secret(
         "api_token",
         a.api_token_file.clone(),
@@ -809,6 +880,7 @@ pub fn load(src: Sources<'_>) -> Result<NodeConfig, ConfigError> {
         voters,
         shard_count,
         tls,
+        api_tls,
         api_token,
         webhook_secret,
         log_format,

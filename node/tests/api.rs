@@ -16,3 +16,6 @@ mod render;
 
 #[path = "api/delete.rs"]
 mod delete;
+
+#[path = "api/tls.rs"]
+mod tls;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::auth::{BearerToken, TokenCheck, FORWARDED};
-use super::client::{ApiClient, Grpc};
+use super::client::{ApiClient, ClientTls, Grpc};
 use crate::clusters::ClusterRegistry;
 use crate::render::Renderer;
 
@@ -26,6 +26,30 @@ pub struct ApiDeps {
     pub management: Option<kube::Client>,
     /// The bearer token every call must carry; `None` disables authentication.
     pub token: Option<String>,
+    /// Serve TLS instead of plain text; `None` serves plain text.
+    pub tls: Option<ApiTls>,
+}
+
+/// The API's TLS: the node's certificate, and how it verifies other nodes' API
+/// certificates when it forwards a call to the leader.
+#[derive(Clone)]
+pub struct ApiTls {
+    /// PEM certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// PEM private key.
+    pub key_pem: Vec<u8>,
+    /// Trust for calls forwarded to the leader's API.
+    pub forward: ClientTls,
+}
+
+impl std::fmt::Debug for ApiTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTls")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &"<redacted>")
+            .field("forward", &self.forward)
+            .finish()
+    }
 }
 
 /// Why the API server stopped.
@@ -61,8 +85,13 @@ pub async fn serve(
             conn
         },
     );
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = &service.deps.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    builder
         .add_service(FlotillaServer::with_interceptor(service, check))
         .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
         .await?;
@@ -173,7 +202,8 @@ impl Service {
             .ok_or_else(|| {
                 Status::unavailable(format!("the leader (node {leader}) has no API address"))
             })?;
-        let client = ApiClient::with_auth(addr, self.forward.clone())
+        let tls = self.deps.tls.as_ref().map(|t| &t.forward);
+        let client = ApiClient::with_tls(addr, self.forward.clone(), tls)
             .map_err(|e| Status::internal(e.to_string()))?;
         let grpc = client.grpc();
         Ok(Some((client, grpc)))

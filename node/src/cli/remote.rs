@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use crate::api::client::{ApiClient, ClientError};
+use crate::api::auth::BearerToken;
+use crate::api::client::{ApiClient, ClientError, ClientTls};
 
 /// The environment variable holding the API token itself (`--token-file` takes precedence).
 pub const TOKEN_ENV: &str = "FLOTILLA_TOKEN";
@@ -17,7 +18,7 @@ pub const TOKEN_ENV: &str = "FLOTILLA_TOKEN";
 /// Options of every command that talks to a node.
 #[derive(Debug, Clone, Args)]
 pub struct RemoteArgs {
-    /// The node's API address, `host:port`.
+    /// The node's API address: `host:port`, or `https://host:port` for TLS.
     #[arg(
         long,
         global = true,
@@ -28,6 +29,14 @@ pub struct RemoteArgs {
     /// A file holding the API token (otherwise the token is read from FLOTILLA_TOKEN).
     #[arg(long, global = true, env = "FLOTILLA_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Speak TLS to the node and trust this CA bundle (PEM). An `https://` address without
+    /// it trusts the system's roots.
+    #[arg(long, global = true, env = "FLOTILLA_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// With TLS, the name the node's certificate must carry (default: the host of
+    /// --server; set it when connecting through a port-forward).
+    #[arg(long, global = true, env = "FLOTILLA_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
     /// Read through the leader: see every write acknowledged before the command.
     #[arg(long, global = true)]
     pub consistent: bool,
@@ -66,7 +75,15 @@ impl RemoteArgs {
     /// A client of the node.
     pub fn client(&self) -> anyhow::Result<ApiClient> {
         let token = self.token()?;
-        Ok(ApiClient::connect_lazy(&self.server, token.as_deref())?)
+        let mut tls = match &self.ca_file {
+            Some(path) => Some(ClientTls::from_ca_file(path)?),
+            None => None,
+        };
+        if let Some(name) = &self.tls_server_name {
+            tls.get_or_insert_with(ClientTls::default).server_name = Some(name.clone());
+        }
+        let auth = BearerToken::new(token.as_deref())?;
+        Ok(ApiClient::with_tls(&self.server, auth, tls.as_ref())?)
     }
 }
 

@@ -315,6 +315,9 @@ fn flag_names_list_every_long_flag() {
         "tls-cert",
         "tls-key",
         "api-token-file",
+        "api-tls-cert",
+        "api-tls-key",
+        "api-tls-ca",
         "webhook-secret-file",
         "grace-period-seconds",
         "kubeconfig",
@@ -334,7 +337,7 @@ fn flag_names_list_every_long_flag() {
             "missing {want} in {names:?}"
         );
     }
-    assert_eq!(names.len(), 29);
+    assert_eq!(names.len(), 32);
 }
 
 #[test]
@@ -438,4 +441,47 @@ fn apps_repo_flags_env_and_file() {
         text.contains("relative path inside the repository"),
         "{text}"
     );
+}
+
+#[test]
+fn api_tls_needs_cert_and_key_and_defaults_its_ca_to_the_peer_ca() {
+    let host = Some("flotilla-0");
+    let args = parse_args(&[
+        "--api-tls-cert",
+        "/tls/api.crt",
+        "--api-tls-key",
+        "/tls/api.key",
+    ]);
+    let c = run(&args, &env(&[]), None, host).unwrap();
+    assert_eq!(
+        c.api_tls,
+        Some(ApiTlsFiles {
+            cert: "/tls/api.crt".into(),
+            key: "/tls/api.key".into(),
+            ca: None
+        })
+    );
+    let args = parse_args(&[
+        "--api-tls-cert",
+        "/tls/api.crt",
+        "--api-tls-key",
+        "/tls/api.key",
+        "--tls-ca",
+        "/peer/ca.crt",
+        "--tls-cert",
+        "/peer/tls.crt",
+        "--tls-key",
+        "/peer/tls.key",
+    ]);
+    let c = run(&args, &env(&[]), None, host).unwrap();
+    assert_eq!(c.api_tls.and_then(|t| t.ca), Some("/peer/ca.crt".into()));
+    let e = env(&[("FLOTILLA_API_TLS_CERT", "/tls/api.crt")]);
+    let text = err_text(run(&Args::default(), &e, None, host));
+    assert!(
+        text.contains("FLOTILLA_API_TLS_CERT") && text.contains("must be given together"),
+        "{text}"
+    );
+    let args = parse_args(&["--api-tls-ca", "/tls/ca.crt"]);
+    let text = err_text(run(&args, &env(&[]), None, host));
+    assert!(text.contains("--api-tls-ca"), "{text}");
 }

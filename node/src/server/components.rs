@@ -151,6 +151,10 @@ pub(super) async fn start(
         Some(s) => Some(s.read()?.expose().to_owned()),
         None => None,
     };
+    let tls = match &cfg.api_tls {
+        Some(files) => Some(api_tls(files)?),
+        None => None,
+    };
     let api = tokio::spawn({
         let deps = crate::api::server::ApiDeps {
             store: store.clone(),
@@ -158,6 +162,7 @@ pub(super) async fn start(
             clusters,
             management,
             token,
+            tls,
         };
         let cancel = cancel.clone();
         async move {
@@ -189,5 +194,21 @@ pub(super) async fn start(
         poller,
         collector,
         servers: vec![api, http],
+    })
+}
+
+/// Read the API's certificate, key and CA; a missing or unreadable file names itself.
+fn api_tls(files: &crate::config::ApiTlsFiles) -> anyhow::Result<crate::api::server::ApiTls> {
+    let read = |what: &str, p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("reading the API TLS {what} {}", p.display()))
+    };
+    let forward = match &files.ca {
+        Some(ca) => crate::api::client::ClientTls::from_ca_file(ca)?,
+        None => crate::api::client::ClientTls::default(),
+    };
+    Ok(crate::api::server::ApiTls {
+        cert_pem: read("certificate", &files.cert)?,
+        key_pem: read("key", &files.key)?,
+        forward,
     })
 }

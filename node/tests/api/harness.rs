@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_node::api::client::ApiClient;
-use flotilla_node::api::server::{serve, ApiDeps};
+use flotilla_node::api::server::{serve, ApiDeps, ApiTls};
 use flotilla_node::clusters::ClusterRegistry;
 use flotilla_node::status::AppStatus;
 use flotilla_raft::{Command, Json, NodeInfo, ShardConfig, ShardNode, Store, StoreConfig};
@@ -64,6 +64,18 @@ impl Node {
         init: bool,
         management: Option<kube::Client>,
     ) -> Node {
+        Self::start_member_tls(id, token, clusters, init, management, None).await
+    }
+
+    /// A member whose API serves TLS when `tls` is given.
+    pub async fn start_member_tls(
+        id: u64,
+        token: Option<&str>,
+        clusters: Arc<ClusterRegistry>,
+        init: bool,
+        management: Option<kube::Client>,
+        tls: Option<ApiTls>,
+    ) -> Node {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("warn")
@@ -108,6 +120,7 @@ impl Node {
             clusters,
             management,
             token: token.map(str::to_string),
+            tls,
         };
         let cancel = CancellationToken::new();
         let c = cancel.clone();

@@ -298,15 +298,22 @@ pub fn check(objs: &[Value], want: &Expect) -> NodeConfig {
     cfg
 }
 
-/// Peer TLS files, when configured, come from a mounted Secret.
+/// Peer and API TLS files, when configured, come from mounted Secrets; both are on in
+/// the HA configurations and off in the others.
 fn check_tls(want: &Expect, cfg: &NodeConfig, c: &Value, pod: &Value) {
     let what = want.what;
+    assert_eq!(cfg.api_tls.is_some(), want.tls, "{what}: API TLS");
     let Some(tls) = &cfg.tls else {
         assert!(!want.tls, "{what}: peer TLS expected");
         return;
     };
     assert!(want.tls, "{what}: peer TLS not expected");
-    for file in [&tls.ca, &tls.cert, &tls.key] {
+    let mut files = vec![&tls.ca, &tls.cert, &tls.key];
+    if let Some(api) = &cfg.api_tls {
+        files.extend([&api.cert, &api.key]);
+        files.extend(api.ca.as_ref());
+    }
+    for file in files {
         let file = file.to_string_lossy();
         let m = items(c, "/volumeMounts")
             .iter()
