@@ -186,9 +186,15 @@ async fn projects_block_apply_and_the_finalizer_deletes_resources() {
                 cm("cluster-a", "1")
             ),
         )
-        .write("doomed/cm.yaml", &cm("doomed-a", "1"));
+        .write("doomed/cm.yaml", &cm("doomed-a", "1"))
+        .write("guest/cm.yaml", &cm("guest-a", "1"));
     env.repo.commit("apps");
     for (name, spec) in [
+        (
+            "guests",
+            json!({"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "*"}],
+                   "sourceNamespaces": ["team-*"]}),
+        ),
         (
             "elsewhere",
             json!({"sourceRepos": ["*"], "destinations": [{"server": "https://elsewhere.example.com", "namespace": "*"}]}),
@@ -207,8 +213,36 @@ async fn projects_block_apply_and_the_finalizer_deletes_resources() {
             .expect("put project");
     }
     let cancel = CancellationToken::new();
-    let controller = env.controller(env::settings(), &cancel);
+    let settings = ControllerSettings {
+        control_namespace: Some("argocd".into()),
+        ..env::settings()
+    };
+    let controller = env.controller(settings, &cancel);
     let automated = json!({"automated": {"prune": true}});
+
+    // Applications outside the control-plane namespace need their project's
+    // sourceNamespaces.
+    let mut outsider = env.app("outsider", "guest", automated.clone());
+    outsider["metadata"]["namespace"] = json!("team-a");
+    outsider["spec"]["project"] = json!("namespaced-only");
+    env.put_app(&outsider).await;
+    let mut guest = env.app("guest", "guest", automated.clone());
+    guest["metadata"]["namespace"] = json!("team-a");
+    guest["spec"]["project"] = json!("guests");
+    env.put_app(&guest).await;
+    env.wait_status("team-a/outsider", "a source namespace violation", |s| {
+        s.conditions.iter().any(|c| {
+            c.kind == "InvalidSpecError"
+                && c.message
+                    == "application namespace team-a is not permitted in project 'namespaced-only'"
+        })
+    })
+    .await;
+    env.wait_status("team-a/guest", "synced from an allowed namespace", |s| {
+        s.sync.status == "Synced" && s.conditions.is_empty()
+    })
+    .await;
+
     let mut wrong_dest = env.app("wrong-dest", "plain", automated.clone());
     wrong_dest["spec"]["project"] = json!("elsewhere");
     env.put_app(&wrong_dest).await;
@@ -265,7 +299,11 @@ async fn projects_block_apply_and_the_finalizer_deletes_resources() {
     .await;
     assert!(env.configmap("plain-a").await.is_none());
     assert!(env.configmap("cluster-a").await.is_none());
-    assert_eq!(controller.stats().syncs_total, 0);
+    assert_eq!(
+        controller.stats().syncs_total,
+        1,
+        "only the guest of an allowed namespace synced"
+    );
 
     // Allowing the kind lets the app sync.
     env.store

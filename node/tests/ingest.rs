@@ -220,8 +220,35 @@ async fn applications_and_projects_are_mirrored() {
     )
     .await;
 
+    // A second application namespace: its Applications are ingested, its AppProjects are
+    // not (projects live in the control-plane namespace only).
+    let team_ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "team-a"}})).expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &team_ns)
+        .await
+        .expect("create namespace");
+    let team_apps: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "team-a", &resource("Application"));
+    let mut team_app = application("svc", "svc");
+    team_app["metadata"]["namespace"] = json!("team-a");
+    create(&team_apps, team_app).await;
+    create(
+        &Api::namespaced_with(client.clone(), "team-a", &resource("AppProject")),
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+            "metadata": {"name": "rogue", "namespace": "team-a"},
+            "spec": {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "*"}]}}),
+    )
+    .await;
+
     tracing::info!("phase: a new leader lists everything and reconciles the store");
-    let ingest = env.start(Some(client.clone()), settings());
+    let ingest = env.start(
+        Some(client.clone()),
+        IngestSettings {
+            namespaces: vec!["argocd".into(), "team-a".into()],
+            ..settings()
+        },
+    );
     wait_until("the good and the invalid app", 20, || async {
         env.app("argocd/good").is_some() && env.app("argocd/invalid").is_some()
     })
@@ -250,6 +277,15 @@ async fn applications_and_projects_are_mirrored() {
     assert_eq!(
         team.spec.to_value().expect("json"),
         json!({"destinations": [{"namespace": "*", "server": "*"}], "sourceRepos": ["*"]})
+    );
+
+    wait_until("the app of the second namespace", 10, || async {
+        env.app("team-a/svc").is_some()
+    })
+    .await;
+    assert!(
+        env.store.local().project("rogue").expect("read").is_none(),
+        "an AppProject outside the control-plane namespace is not a project"
     );
 
     tracing::info!("phase: updates, a status-only change, deletes");

@@ -59,7 +59,13 @@ async fn run(ctx: Ctx, client: kube::Client, kind: Kind, cancel: CancellationTok
         Kind::App => application_resource(),
         Kind::Project => project_resource(),
     };
-    let streams = ctx.settings.namespaces.iter().map(|ns| {
+    // AppProjects live in the control-plane namespace only, as in Argo CD: a project of
+    // the same name in an application namespace must not stand in for the real one.
+    let namespaces: Vec<String> = match kind {
+        Kind::App => ctx.settings.namespaces.clone(),
+        Kind::Project => vec![ctx.settings.secrets_namespace.clone()],
+    };
+    let streams = namespaces.iter().map(|ns| {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
         let ns = ns.clone();
         watcher::watcher(api, watcher::Config::default())
@@ -70,7 +76,7 @@ async fn run(ctx: Ctx, client: kube::Client, kind: Kind, cancel: CancellationTok
     let mut events = futures::stream::select_all(streams);
     let mut mirror = Mirror {
         kind,
-        namespaces: ctx.settings.namespaces.iter().cloned().collect(),
+        namespaces: namespaces.iter().cloned().collect(),
         objects: BTreeMap::new(),
         listed: BTreeSet::new(),
         listing: BTreeMap::new(),

@@ -121,6 +121,7 @@ pub(super) async fn start(
             resync: cfg.controller.resync,
             resync_jitter: cfg.controller.resync / 10,
             workers: cfg.controller.workers,
+            control_namespace: Some(cfg.controller.secrets_namespace.clone()),
             ..ControllerSettings::default()
         },
         cancel.clone(),

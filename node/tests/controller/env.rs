@@ -180,9 +180,10 @@ impl Env {
     /// Put an application into the store.
     pub async fn put_app(&self, doc: &Value) {
         let name = doc["metadata"]["name"].as_str().expect("name");
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or("argocd");
         self.store
             .propose(Command::PutApp {
-                app: status::app_key("argocd", name),
+                app: status::app_key(ns, name),
                 spec: Json::from(status::stored_app(doc)),
                 at: 0,
             })
@@ -190,13 +191,14 @@ impl Env {
             .expect("put app");
     }
 
-    /// The stored status of an app.
+    /// The stored status of an app (`name` in `argocd`, or `namespace/name`).
     pub fn status(&self, name: &str) -> Option<AppStatus> {
-        let rec = self
-            .store
-            .local()
-            .status(&status::app_key("argocd", name))
-            .expect("read status")?;
+        let key = if name.contains('/') {
+            name.to_string()
+        } else {
+            status::app_key("argocd", name)
+        };
+        let rec = self.store.local().status(&key).expect("read status")?;
         Some(serde_json::from_str(rec.status.as_str()).expect("status document"))
     }
 
