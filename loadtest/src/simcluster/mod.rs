@@ -20,6 +20,7 @@ pub mod meta;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
+pub mod protobuf;
 pub mod selectors;
 mod server;
 pub mod status;
