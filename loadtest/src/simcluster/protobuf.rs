@@ -62,7 +62,7 @@ pub enum ProtoError {
         wire: u8,
     },
     /// The envelope names a kind simcluster cannot decode from protobuf.
-    #[error("simcluster decodes protobuf bodies only for {}; this body is {kind:?} of {api_version:?} (send it as application/json)", supported_list())]
+    #[error("simcluster decodes protobuf bodies only for {}; this body is {kind:?} of {api_version:?}; send it as application/json (with kubectl: `kubectl create … --dry-run=client -o yaml | kubectl apply -f -`)", supported_list())]
     UnsupportedKind {
         /// `apiVersion` from the envelope.
         api_version: String,

@@ -200,23 +200,31 @@ fn rbac_kinds() {
         1,
         &[
             entry(1, "aggregate", b"true"),
-            ld(2, &[s(1, "tier"), s(2, "In"), s(3, "a"), s(3, "b")].concat()),
+            ld(
+                2,
+                &[s(1, "tier"), s(2, "In"), s(3, "a"), s(3, "b")].concat(),
+            ),
         ]
         .concat(),
     );
     let cr = [meta("reader", "", &[]), rule, url_rule, ld(3, &selector)].concat();
     assert_eq!(
-        decode(&envelope("rbac.authorization.k8s.io/v1", "ClusterRole", &cr)).expect("cr"),
+        decode(&envelope(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            &cr
+        ))
+        .expect("cr"),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-               "metadata": {"name": "reader"},
-               "rules": [
-                   {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"], "resourceNames": ["web"]},
-                   {"verbs": [], "nonResourceURLs": ["/healthz"]},
-               ],
-               "aggregationRule": {"clusterRoleSelectors": [{
-                   "matchLabels": {"aggregate": "true"},
-                   "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}],
-               }]}})
+        "metadata": {"name": "reader"},
+        "rules": [
+            {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"], "resourceNames": ["web"]},
+            {"verbs": [], "nonResourceURLs": ["/healthz"]},
+        ],
+        "aggregationRule": {"clusterRoleSelectors": [{
+            "matchLabels": {"aggregate": "true"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}],
+        }]}})
     );
     let role = [meta("empty", "ns", &[])].concat();
     assert_eq!(
@@ -352,10 +360,18 @@ fn malformed_bodies_say_what_and_where() {
     assert!(e.to_string().contains("Secret.metadata.labels"), "{e}");
     assert!(e.to_string().contains("UTF-8"), "{e}");
     let mut overlong = b"k8s\0".to_vec();
-    overlong.extend_from_slice(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
-    assert!(decode(&overlong).unwrap_err().to_string().contains("varint"));
+    overlong.extend_from_slice(&[
+        0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+    ]);
+    assert!(decode(&overlong)
+        .unwrap_err()
+        .to_string()
+        .contains("varint"));
     let group = envelope("v1", "Secret", &[0x0b]);
-    assert!(decode(&group).unwrap_err().to_string().contains("wire type 3"));
+    assert!(decode(&group)
+        .unwrap_err()
+        .to_string()
+        .contains("wire type 3"));
     let zero = envelope("v1", "Secret", &[0x02, 0x00]);
     assert!(decode(&zero)
         .unwrap_err()
