@@ -703,28 +703,55 @@ async fn kubectl_create_sends_protobuf_that_simcluster_decodes() {
         "--verb=get,list",
         "--resource=pods,secrets",
     ];
-    k.ok(&["create", "namespace", "team-a"], None).await;
-    for args in [
-        &secret[..],
-        &configmap,
-        &["create", "serviceaccount", "deployer"],
-        &rolebinding,
-        &role,
+    let crb = [
+        "create",
+        "clusterrolebinding",
+        "viewers",
+        "--clusterrole=view",
+        "--group=devs",
+    ];
+    let ns = ["-n", "team-a"];
+    for (create, in_ns) in [
+        (&["create", "namespace", "team-a"][..], &[][..]),
+        (&secret, &ns),
+        (&configmap, &ns),
+        (&["create", "serviceaccount", "deployer"], &ns),
+        (&rolebinding, &ns),
+        (&role, &ns),
+        (&crb, &[]),
     ] {
-        let out = k.ok(&[args, &["-n", "team-a"]].concat(), None).await;
+        let args = [create, in_ns].concat();
+        // What kubectl itself renders as JSON, against what the server decoded and stored.
+        let dry = k
+            .ok(
+                &[&args[..], &["--dry-run=client", "-o", "json"]].concat(),
+                None,
+            )
+            .await;
+        let dry: serde_json::Value = serde_json::from_str(&dry).expect("dry run JSON");
+        let out = k.ok(&args, None).await;
         assert!(out.contains("created"), "{args:?}: {out}");
+        let kind = dry["kind"].as_str().expect("kind").to_lowercase();
+        let name = dry["metadata"]["name"].as_str().expect("name");
+        let live = k
+            .ok(
+                &[&["get", &kind, name, "-o", "json"][..], in_ns].concat(),
+                None,
+            )
+            .await;
+        let live: serde_json::Value = serde_json::from_str(&live).expect("get JSON");
+        for (key, want) in dry.as_object().expect("object") {
+            if !["apiVersion", "kind", "metadata", "status"].contains(&key.as_str()) {
+                assert_eq!(&live[key], want, "{args:?}: .{key} of {live}");
+            }
+        }
+        for key in ["labels", "annotations"] {
+            assert_eq!(
+                live["metadata"][key], dry["metadata"][key],
+                "{args:?}: {live}"
+            );
+        }
     }
-    k.ok(
-        &[
-            "create",
-            "clusterrolebinding",
-            "viewers",
-            "--clusterrole=view",
-            "--group=devs",
-        ],
-        None,
-    )
-    .await;
     let get = |what: &'static [&'static str]| {
         let k = &k;
         async move {
