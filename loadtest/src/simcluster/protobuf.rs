@@ -374,7 +374,8 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
 enum Wire<'a> {
     Varint(u64),
     Bytes(&'a [u8], usize),
-    Fixed,
+    /// A fixed64 (wire type 1) or fixed32 (wire type 5) value; no supported field has one.
+    Fixed(u8),
 }
 
 impl Wire<'_> {
@@ -382,7 +383,7 @@ impl Wire<'_> {
         match self {
             Wire::Varint(_) => 0,
             Wire::Bytes(..) => 2,
-            Wire::Fixed => 1,
+            Wire::Fixed(w) => *w,
         }
     }
 }
@@ -466,7 +467,7 @@ impl<'a> Reader<'a> {
             0 => Wire::Varint(self.varint()?),
             1 => {
                 self.take(8, at, "a fixed64 value")?;
-                Wire::Fixed
+                Wire::Fixed(1)
             }
             2 => {
                 let len = self.varint()?;
@@ -476,7 +477,7 @@ impl<'a> Reader<'a> {
             }
             5 => {
                 self.take(4, at, "a fixed32 value")?;
-                Wire::Fixed
+                Wire::Fixed(5)
             }
             w => {
                 return Err(self.malformed(

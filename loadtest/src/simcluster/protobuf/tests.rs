@@ -372,6 +372,19 @@ fn malformed_bodies_say_what_and_where() {
         .unwrap_err()
         .to_string()
         .contains("wire type 3"));
+    let fixed32_name = envelope("v1", "Secret", &ld(1, &[0x0d, 1, 2, 3, 4]));
+    let e = decode(&fixed32_name).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ProtoError::WireType {
+                wire: 5,
+                number: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
     let zero = envelope("v1", "Secret", &[0x02, 0x00]);
     assert!(decode(&zero)
         .unwrap_err()
