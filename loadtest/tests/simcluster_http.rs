@@ -633,3 +633,139 @@ async fn table_output_only_when_accept_asks_for_it() {
     assert_eq!(events[1]["object"]["rows"][0]["cells"][0], "b");
     sim.shutdown().await;
 }
+
+/// A protobuf field: `number` with a varint (`Ok`) or length-delimited (`Err`) value.
+fn pb(number: u64, value: Result<u64, &[u8]>) -> Vec<u8> {
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut out = vec![];
+    match value {
+        Ok(v) => {
+            varint(number << 3, &mut out);
+            varint(v, &mut out);
+        }
+        Err(bytes) => {
+            varint(number << 3 | 2, &mut out);
+            varint(bytes.len() as u64, &mut out);
+            out.extend_from_slice(bytes);
+        }
+    }
+    out
+}
+
+/// A Kubernetes protobuf body: magic, then `runtime.Unknown{typeMeta, raw}`.
+fn pb_envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+    let tm = [
+        pb(1, Err(api_version.as_bytes())),
+        pb(2, Err(kind.as_bytes())),
+    ]
+    .concat();
+    [b"k8s\0".to_vec(), pb(1, Err(&tm)), pb(2, Err(raw))].concat()
+}
+
+/// A ConfigMap message: metadata{name, resourceVersion, labels{app}}, data{mode}.
+fn pb_configmap(name: &str, rv: &str, mode: &str) -> Vec<u8> {
+    let label = [pb(1, Err(b"app")), pb(2, Err(b"web"))].concat();
+    let meta = [
+        pb(1, Err(name.as_bytes())),
+        pb(6, Err(rv.as_bytes())),
+        pb(7, Ok(0)),
+        pb(11, Err(&label)),
+    ]
+    .concat();
+    let data = [pb(1, Err(b"mode")), pb(2, Err(mode.as_bytes()))].concat();
+    [pb(1, Err(&meta)), pb(2, Err(&data))].concat()
+}
+
+async fn send_protobuf(c: &kube::Client, method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", "application/vnd.kubernetes.protobuf")
+        .header(
+            "Accept",
+            "application/vnd.kubernetes.protobuf,application/json",
+        )
+        .body(Body::from(body))
+        .unwrap();
+    let resp = c.send(req).await.expect("response");
+    let code = resp.status().as_u16();
+    let ct = resp.headers().get("content-type").cloned();
+    assert_eq!(
+        ct.as_ref().map(|h| h.to_str().unwrap()),
+        Some("application/json")
+    );
+    let body = resp.into_body().collect_bytes().await.unwrap();
+    (code, serde_json::from_slice(&body).expect("JSON answer"))
+}
+
+#[tokio::test]
+async fn protobuf_bodies_create_and_update_and_bad_ones_are_refused() {
+    let sim = start().await;
+    let c = client(&sim).await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let body = pb_envelope("v1", "ConfigMap", &pb_configmap("cm", "", "a"));
+    let (code, created) = send_protobuf(&c, "POST", cms, body).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["metadata"]["labels"], json!({"app": "web"}));
+    assert_eq!(created["data"], json!({"mode": "a"}));
+
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap();
+    let body = pb_envelope("v1", "ConfigMap", &pb_configmap("cm", rv, "b"));
+    let (code, updated) = send_protobuf(&c, "PUT", &format!("{cms}/cm"), body.clone()).await;
+    assert_eq!(code, 200, "{updated}");
+    let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let live = api.get("cm").await.expect("get");
+    assert_eq!(live.data.unwrap_or_default()["mode"], "b");
+    // The same update again carries a stale resourceVersion.
+    let (code, stale) = send_protobuf(&c, "PUT", &format!("{cms}/cm"), body).await;
+    assert_eq!(
+        (code, stale["reason"].as_str()),
+        (409, Some("Conflict")),
+        "{stale}"
+    );
+
+    let good = pb_envelope("v1", "ConfigMap", &pb_configmap("cut", "", "a"));
+    let (code, cut) = send_protobuf(&c, "POST", cms, good[..good.len() - 3].to_vec()).await;
+    assert_eq!(code, 400, "{cut}");
+    assert!(
+        cut["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed protobuf body at byte"),
+        "{cut}"
+    );
+
+    let secret = pb_envelope("v1", "Secret", &pb_configmap("s", "", "a"));
+    let (code, wrong) = send_protobuf(&c, "POST", cms, secret).await;
+    assert_eq!(code, 400, "{wrong}");
+    assert!(
+        wrong["message"]
+            .as_str()
+            .unwrap()
+            .contains("is a v1 Secret but the request is for v1 ConfigMap"),
+        "{wrong}"
+    );
+
+    let deploy = pb_envelope("apps/v1", "Deployment", &pb(1, Err(&pb(1, Err(b"web")))));
+    let path = "/apis/apps/v1/namespaces/default/deployments";
+    let (code, refused) = send_protobuf(&c, "POST", path, deploy).await;
+    assert_eq!(
+        (code, refused["reason"].as_str()),
+        (415, Some("UnsupportedMediaType"))
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"Deployment\""),
+        "{refused}"
+    );
+    assert!(api.get_opt("cut").await.expect("get").is_none());
+    sim.shutdown().await;
+}

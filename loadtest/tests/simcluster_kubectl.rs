@@ -4,91 +4,11 @@
 
 mod simcluster_support;
 
-use flotilla_loadtest::simcluster::SimCluster;
+use simcluster_support::kubectl::{kubectl_available, Kubectl};
 use simcluster_support::start;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
-
-/// A kubectl bound to one cluster, with its own discovery cache directory.
-struct Kubectl {
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// `None` when kubectl is missing and the test should be skipped.
-fn kubectl_available() -> bool {
-    let found = std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok();
-    if !found {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "kubectl is not on the PATH; the simcluster kubectl tests need it under CI=true"
-            );
-        }
-        println!("skipping: kubectl is not on the PATH");
-    }
-    found
-}
-
-impl Kubectl {
-    fn new(sim: &SimCluster) -> Kubectl {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, sim.kubeconfig().expect("kubeconfig"))
-            .expect("write kubeconfig");
-        Kubectl { dir, kubeconfig }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
-        c.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(args);
-        c.kill_on_drop(true);
-        c
-    }
-
-    async fn run_with(&self, args: &[&str], stdin: Option<&str>) -> Out {
-        let mut c = self.command(args);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("kubectl starts");
-        let mut input = child.stdin.take().expect("stdin");
-        if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).await.expect("write stdin");
-        }
-        drop(input);
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("kubectl finishes in time")
-            .expect("kubectl output");
-        Out {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
-    }
-
-    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let o = self.run_with(args, stdin).await;
-        assert!(o.ok, "kubectl {args:?} failed:\n{}\n{}", o.stdout, o.stderr);
-        o.stdout
-    }
-}
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const DEPLOY: &str = r#"
 apiVersion: apps/v1
@@ -736,5 +656,145 @@ async fn kubectl_get_prints_server_side_columns() {
         "{changed}"
     );
     child.kill().await.expect("stop the watch");
+    sim.shutdown().await;
+}
+
+/// `kubectl create <kind>` sends Kubernetes protobuf bodies; simcluster decodes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_sends_protobuf_that_simcluster_decodes() {
+    if !kubectl_available() {
+        return;
+    }
+    let sim = start().await;
+    let k = Kubectl::new(&sim);
+    let binary: Vec<u8> = (0..=255u8).collect();
+    let blob = k.dir.path().join("blob.bin");
+    std::fs::write(&blob, &binary).expect("write blob");
+    let from_blob = format!("--from-file=blob={}", blob.display());
+    let secret = [
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--save-config",
+        "--from-literal=user=admin",
+        "--from-literal=pw=s3 cr=t",
+        &from_blob,
+    ];
+    let rolebinding = [
+        "create",
+        "rolebinding",
+        "admins",
+        "--clusterrole=admin",
+        "--serviceaccount=team-a:deployer",
+        "--user=alice",
+    ];
+    let configmap = [
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=mode=fast",
+        &from_blob,
+    ];
+    let role = [
+        "create",
+        "role",
+        "reader",
+        "--verb=get,list",
+        "--resource=pods,secrets",
+    ];
+    let crb = [
+        "create",
+        "clusterrolebinding",
+        "viewers",
+        "--clusterrole=view",
+        "--group=devs",
+    ];
+    let ns = ["-n", "team-a"];
+    for (create, in_ns) in [
+        (&["create", "namespace", "team-a"][..], &[][..]),
+        (&secret, &ns),
+        (&configmap, &ns),
+        (&["create", "serviceaccount", "deployer"], &ns),
+        (&rolebinding, &ns),
+        (&role, &ns),
+        (&crb, &[]),
+    ] {
+        let args = [create, in_ns].concat();
+        // What kubectl itself renders as JSON, against what the server decoded and stored.
+        let dry = k
+            .ok(
+                &[&args[..], &["--dry-run=client", "-o", "json"]].concat(),
+                None,
+            )
+            .await;
+        let dry: serde_json::Value = serde_json::from_str(&dry).expect("dry run JSON");
+        let out = k.ok(&args, None).await;
+        assert!(out.contains("created"), "{args:?}: {out}");
+        let kind = dry["kind"].as_str().expect("kind").to_lowercase();
+        let name = dry["metadata"]["name"].as_str().expect("name");
+        let live = k
+            .ok(
+                &[&["get", &kind, name, "-o", "json"][..], in_ns].concat(),
+                None,
+            )
+            .await;
+        let live: serde_json::Value = serde_json::from_str(&live).expect("get JSON");
+        for (key, want) in dry.as_object().expect("object") {
+            if !["apiVersion", "kind", "metadata", "status"].contains(&key.as_str()) {
+                assert_eq!(&live[key], want, "{args:?}: .{key} of {live}");
+            }
+        }
+        for key in ["labels", "annotations"] {
+            assert_eq!(
+                live["metadata"][key], dry["metadata"][key],
+                "{args:?}: {live}"
+            );
+        }
+    }
+    // Beyond agreeing with kubectl: the values themselves, and the server's defaults.
+    let out = k
+        .ok(
+            &["get", "secret", "creds", "-n", "team-a", "-o", "json"],
+            None,
+        )
+        .await;
+    let secret: serde_json::Value = serde_json::from_str(&out).expect("get JSON");
+    let b64 = flotilla_loadtest::simcluster::tls::base64;
+    assert_eq!(secret["type"], "Opaque", "{secret}");
+    assert_eq!(secret["data"]["user"], b64(b"admin"), "{secret}");
+    assert_eq!(secret["data"]["pw"], b64(b"s3 cr=t"), "{secret}");
+    assert_eq!(secret["data"]["blob"], b64(&binary), "{secret}");
+    let saved = secret["metadata"]["annotations"]
+        ["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .expect("--save-config annotation");
+    assert!(saved.contains("\"creds\""), "{saved}");
+    let out = k
+        .ok(
+            &["get", "rolebinding", "admins", "-n", "team-a", "-o", "json"],
+            None,
+        )
+        .await;
+    let rb: serde_json::Value = serde_json::from_str(&out).expect("get JSON");
+    assert_eq!(
+        rb["subjects"],
+        serde_json::json!([
+            {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"},
+            {"kind": "ServiceAccount", "name": "deployer", "namespace": "team-a"},
+        ]),
+        "{rb}"
+    );
+
+    // A kind without a protobuf decoder gets a 415 that names it.
+    let deploy = k
+        .run_with(&["create", "deployment", "web", "--image=nginx"], None)
+        .await;
+    assert!(
+        !deploy.ok && deploy.stderr.contains("\"Deployment\""),
+        "{}\n{}",
+        deploy.stdout,
+        deploy.stderr
+    );
     sim.shutdown().await;
 }

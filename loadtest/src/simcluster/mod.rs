@@ -4,7 +4,8 @@
 //! each). A cluster keeps its objects in memory ([`store`]), serves discovery, OpenAPI v3,
 //! the API verbs with patches and server-side apply ([`ops`], [`patch`], [`apply`]), watches
 //! ([`watch`]), server-side `Table` output for `kubectl get` ([`table`]), simulated
-//! controllers ([`controllers`]) and fault injection ([`faults`]).
+//! controllers ([`controllers`]) and fault injection ([`faults`]). Request bodies are JSON,
+//! or Kubernetes protobuf for the kinds kubectl's `create` generators send ([`protobuf`]).
 //! `docs/simcluster.md` says what is simulated and what is not.
 
 pub mod apply;
@@ -20,6 +21,7 @@ pub mod meta;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
+pub mod protobuf;
 pub mod selectors;
 mod server;
 pub mod status;

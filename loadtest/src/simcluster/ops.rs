@@ -230,6 +230,24 @@ fn apply_defaults(obj: &mut Value, rt: &ResourceType) {
                 obj["spec"]["clusterIP"] = json!(format!("10.96.{}.{}", n >> 8, (n & 0xff).max(1)));
             }
         }
+        // Like the API server: a Secret's type defaults to Opaque, and `stringData` is
+        // write-only, folded into `data`.
+        ("", "secrets") if obj.is_object() => {
+            if obj["type"].as_str().is_none_or(str::is_empty) {
+                obj["type"] = json!("Opaque");
+            }
+            if let Some(Value::Object(plain)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
+                if !obj["data"].is_object() {
+                    obj["data"] = json!({});
+                }
+                for (k, v) in plain {
+                    let v = super::tls::base64(v.as_str().unwrap_or_default().as_bytes());
+                    obj["data"][k] = json!(v);
+                }
+            }
+        }
         _ => {}
     }
 }

@@ -8,7 +8,7 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::table::{self, TableSpec};
 use super::watch::{self, WatchParams};
-use super::{controllers, openapi, Cluster};
+use super::{controllers, openapi, protobuf, Cluster};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited, StreamBody};
@@ -367,24 +367,36 @@ async fn route(
             "PATCH, application/apply-patch+yaml requires fieldManager to be set",
         ));
     }
-    if matches!(*req.method(), Method::POST | Method::PUT) {
+    let protobuf_body = if matches!(*req.method(), Method::POST | Method::PUT) {
         let ct = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("application/json");
-        if !ct.starts_with("application/json") && !ct.starts_with("*/*") {
+        let pb = ct.starts_with(protobuf::CONTENT_TYPE);
+        if !pb && !ct.starts_with("application/json") && !ct.starts_with("*/*") {
             return Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json (got {ct:?}; simcluster speaks JSON only)"
+                "the body of the request was in an unknown format - accepted media types include: application/json, {} (got {ct:?})",
+                protobuf::CONTENT_TYPE
             )));
         }
-    }
+        pb
+    } else {
+        false
+    };
     if scale {
         let result = match req.method().clone() {
             Method::GET => ok_json(
                 200,
                 &ops::scale(&mut cluster.lock(), &t, None, None, &opts)?.1,
             ),
+            Method::PUT if protobuf_body => {
+                return Err(ApiError::unsupported_media_type(format!(
+                    "simcluster decodes {} bodies only for {}; send the Scale of {path} as application/json",
+                    protobuf::CONTENT_TYPE,
+                    protobuf::SUPPORTED.iter().map(|(_, k)| *k).collect::<Vec<_>>().join(", ")
+                )))
+            }
             Method::PUT | Method::PATCH => {
                 let ct = (req.method() == Method::PATCH).then(|| {
                     req.headers()
@@ -475,15 +487,11 @@ async fn route(
             }
         }
         (Method::POST, None) => {
-            let body: Value = serde_json::from_slice(&read_body(req).await?).map_err(|e| {
-                ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-            })?;
+            let body = object_body(&t, protobuf_body, &read_body(req).await?)?;
             write(cluster, |s| ops::create(s, &t, body, &opts))?
         }
         (Method::PUT, Some(_)) => {
-            let body: Value = serde_json::from_slice(&read_body(req).await?).map_err(|e| {
-                ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-            })?;
+            let body = object_body(&t, protobuf_body, &read_body(req).await?)?;
             write(cluster, |s| ops::update(s, &t, body, &opts))?
         }
         (Method::PATCH, Some(_)) => {
@@ -568,6 +576,34 @@ async fn route(
         }
     };
     Ok(result)
+}
+
+/// The object of a create or update: JSON, or a Kubernetes protobuf body (whose kind must be
+/// the URL's).
+fn object_body(t: &Target, protobuf_body: bool, body: &[u8]) -> Result<Value, ApiError> {
+    if !protobuf_body {
+        return serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        });
+    }
+    let obj = protobuf::decode(body).map_err(|e| {
+        if e.is_unsupported_kind() {
+            ApiError::unsupported_media_type(e.to_string())
+        } else {
+            ApiError::bad_request(e.to_string())
+        }
+    })?;
+    let (api_version, kind) = (obj["apiVersion"].as_str(), obj["kind"].as_str());
+    if api_version != Some(t.rt.api_version().as_str()) || kind != Some(t.rt.kind.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "the protobuf body is a {} {} but the request is for {} {}",
+            api_version.unwrap_or_default(),
+            kind.unwrap_or_default(),
+            t.rt.api_version(),
+            t.rt.kind
+        )));
+    }
+    Ok(obj)
 }
 
 /// The watch's `timeoutSeconds`; absent, unparsable or `0` means the server's default, as

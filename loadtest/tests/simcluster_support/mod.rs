@@ -1,6 +1,8 @@
 //! Helpers shared by the simcluster integration tests.
 #![allow(dead_code)]
 
+pub mod kubectl;
+
 use flotilla_loadtest::simcluster::{ControllerConfig, SimCluster, SimConfig};
 use std::future::Future;
 use std::time::{Duration, Instant};
