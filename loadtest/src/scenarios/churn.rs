@@ -50,6 +50,7 @@ pub struct ChurnArgs {
 
 /// One change of one app.
 struct Change {
+    commit: usize,
     app: usize,
     generation: u64,
     pushed: Instant,
@@ -66,7 +67,10 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
     }
     let a = &args.common;
     let mut world = World::start(a, "churn", &[]).await?;
-    let result = measure(&mut world, &args).await;
+    let result = tokio::select! {
+        r = measure(&mut world, &args) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     world.shutdown(result.is_err()).await;
     let doc = result?;
     if let Some(path) = &a.json {
@@ -126,6 +130,8 @@ async fn measure(world: &mut World, args: &ChurnArgs) -> anyhow::Result<Value> {
     let mut commit_ms = Vec::with_capacity(args.commits);
     let mut webhook_ms = Vec::with_capacity(args.commits);
     let mut webhook_failures = 0usize;
+    let (mut first_push, mut last_push) = (None, None);
+    let mut vias = Vec::with_capacity(args.commits);
     let period = Duration::from_secs_f64(1.0 / args.rate);
     let start = Instant::now();
     println!(
@@ -140,6 +146,9 @@ async fn measure(world: &mut World, args: &ChurnArgs) -> anyhow::Result<Value> {
         let pushed = world.push_change(&apps, via).await?;
         commit_ms.push(pushed.commit.elapsed.as_secs_f64() * 1000.0);
         webhook_ms.push(ms_between(pushed.pushed, Instant::now()));
+        first_push.get_or_insert(pushed.pushed);
+        last_push = Some(pushed.pushed);
+        vias.push(via);
         if !(200..300).contains(&pushed.status) {
             webhook_failures += 1;
             eprintln!(
@@ -153,6 +162,7 @@ async fn measure(world: &mut World, args: &ChurnArgs) -> anyhow::Result<Value> {
             changes.push(Change {
                 app,
                 generation: *g,
+                commit: k,
                 pushed: pushed.pushed,
             });
         }
@@ -170,19 +180,31 @@ async fn measure(world: &mut World, args: &ChurnArgs) -> anyhow::Result<Value> {
             last_print = Instant::now();
         }
     }
-    let push_seconds = start.elapsed().as_secs_f64();
+    // Commits per second between the first and the last push.
+    let achieved_rate = match (first_push, last_push) {
+        (Some(a), Some(b)) if args.commits > 1 && b > a => {
+            ((args.commits - 1) as f64 / (b - a).as_secs_f64() * 100.0).round() / 100.0
+        }
+        _ => args.rate,
+    };
     world.check_running(&[])?;
 
     // The observer stamped every change as it arrived; waiting here only bounds how long.
     let timeout = Duration::from_secs(args.change_timeout);
     let mut samples = Vec::with_capacity(changes.len());
     let mut missed = Vec::new();
+    let mut commit_worst: Vec<Option<f64>> = vec![None; args.commits];
     for c in &changes {
         match observer
             .wait_generation(c.app, c.generation, c.pushed + timeout)
             .await
         {
-            Some(seen) if seen <= c.pushed + timeout => samples.push(ms_between(c.pushed, seen)),
+            Some(seen) if seen <= c.pushed + timeout => {
+                let ms = ms_between(c.pushed, seen);
+                samples.push(ms);
+                let worst = &mut commit_worst[c.commit];
+                *worst = Some(worst.map_or(ms, |w: f64| w.max(ms)));
+            }
             _ => missed.push(c),
         }
     }
@@ -190,7 +212,18 @@ async fn measure(world: &mut World, args: &ChurnArgs) -> anyhow::Result<Value> {
     let stats = sampler.finish();
     let ticks = common::clock_ticks_per_second();
     let lat = Latencies::new(samples);
-    let commit = Latencies::new(commit_ms);
+    let commit = Latencies::new(commit_ms.clone());
+    let per_commit: Vec<Value> = (0..args.commits)
+        .map(|k| {
+            json!({
+                "commit": k,
+                "via_node": vias.get(k),
+                "commit_ms": commit_ms.get(k).map(|&v| round_ms(v)),
+                "webhook_ms": webhook_ms.get(k).map(|&v| round_ms(v)),
+                "max_ms": commit_worst[k].map(round_ms),
+            })
+        })
+        .collect();
     let hook = Latencies::new(webhook_ms);
     let obs = observer.stats();
     let per_node: Vec<Value> = world
@@ -217,7 +250,7 @@ async fn measure(world: &mut World, args: &ChurnArgs) -> anyhow::Result<Value> {
         "commits": args.commits,
         "apps_per_commit": args.apps_per_commit.min(a.apps),
         "rate": args.rate,
-        "achieved_rate": (args.commits as f64 / push_seconds.max(1e-3) * 100.0).round() / 100.0,
+        "achieved_rate": achieved_rate,
         "changes_pushed": changes.len(),
         "changes": lat.len(),
         "missed": missed.len(),
@@ -239,6 +272,7 @@ async fn measure(world: &mut World, args: &ChurnArgs) -> anyhow::Result<Value> {
         "observer_events": obs.events,
         "observer_errors": obs.errors,
         "per_node": per_node,
+        "per_commit": per_commit,
         "machine": common::machine(),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
     });

@@ -67,7 +67,10 @@ pub async fn run(args: DriftArgs) -> anyhow::Result<()> {
     let a = &args.common;
     let extra = ["--resync-seconds".to_string(), RESYNC_SECONDS.to_string()];
     let mut world = World::start(a, "drift", &extra).await?;
-    let result = measure(&mut world, &args).await;
+    let result = tokio::select! {
+        r = measure(&mut world, &args) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     world.shutdown(result.is_err()).await;
     let doc = result?;
     if let Some(path) = &a.json {
