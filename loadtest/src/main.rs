@@ -22,6 +22,12 @@ enum Command {
     /// Cold start of A apps over C clusters with N nodes, until all are Synced and Healthy.
     #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
     Sync(scenarios::sync::SyncArgs),
+    /// Commits at a rate, each changing some apps, delivered by webhook: push-to-cluster latency.
+    #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
+    Churn(scenarios::churn::ChurnArgs),
+    /// Live objects changed behind flotilla's back: time until they are healed.
+    #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
+    Drift(scenarios::drift::DriftArgs),
     /// Benchmark durable writes of a 3-member store (optionally against etcd).
     Store(store::StoreArgs),
     /// One member of the store benchmark's group (started by `store`).
@@ -52,6 +58,28 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             tokio::runtime::Runtime::new()?.block_on(scenarios::sync::run(args))?;
+        }
+        #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
+        Command::Churn(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(scenarios::churn::run(args))?;
+        }
+        #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
+        Command::Drift(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(scenarios::drift::run(args))?;
         }
         Command::Store(args) => tokio::runtime::Runtime::new()?.block_on(store::run(args))?,
         Command::StoreMember(args) => {
