@@ -156,8 +156,6 @@ pub enum ControllerError {
 /// Per-app state kept between reconciles.
 #[derive(Default)]
 struct AppState {
-    /// A recorded revision differs: fetch before rendering.
-    fetch: bool,
     /// A hard refresh was asked for.
     hard: bool,
     /// Cancels the running sync.
@@ -503,8 +501,10 @@ impl Inner {
                 for key in self
                     .keys_where(|_, i| i.sources.iter().any(|(u, r)| *u == norm && r == git_ref))
                 {
+                    // No forced fetch: the reconcile compares the cached commit with the
+                    // recorded one and fetches only while they differ, so one push costs
+                    // one fetch per repository, not one per app.
                     if self.owns(&key) {
-                        self.with_state(&key, |s| s.fetch = true);
                         self.enqueue(&key, d);
                     }
                 }

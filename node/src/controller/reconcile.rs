@@ -191,9 +191,7 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
         inner.drop_app(key);
         return Ok(None);
     };
-    let (fetch, hard) = inner.with_state(key, |s| {
-        (std::mem::take(&mut s.fetch), std::mem::take(&mut s.hard))
-    });
+    let hard = inner.with_state(key, |s| std::mem::take(&mut s.hard));
     let prev: Option<AppStatus> = reader
         .status(key)?
         .and_then(|s| serde_json::from_str(s.status.as_str()).ok());
@@ -252,7 +250,7 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
         None => Ok(app.clone()),
     };
     let compared = match render_app {
-        Ok(render_app) => compare(inner, key, &render_app, fetch || hard).await,
+        Ok(render_app) => compare(inner, key, &render_app, hard).await,
         Err(e) => Err(condition("InvalidSpecError", e)),
     };
     let compared = match compared {
