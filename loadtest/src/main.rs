@@ -22,11 +22,26 @@ enum Command {
     /// Cold start of A apps over C clusters with N nodes, until all are Synced and Healthy.
     #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
     Sync(scenarios::sync::SyncArgs),
+    /// Write a Markdown report with SVG plots from the JSON results in a directory.
+    #[cfg(feature = "report")]
+    Report(ReportArgs),
     /// Benchmark durable writes of a 3-member store (optionally against etcd).
     Store(store::StoreArgs),
     /// One member of the store benchmark's group (started by `store`).
     #[command(hide = true)]
     StoreMember(store::MemberArgs),
+}
+
+/// Arguments of `flotilla-loadtest report`.
+#[cfg(feature = "report")]
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The directory of `*.json` results (written by the scenarios' `--json`).
+    #[arg(long = "in", value_name = "DIR")]
+    input: std::path::PathBuf,
+    /// The Markdown file to write; the SVG plots are written next to it.
+    #[arg(long, value_name = "FILE.md")]
+    out: std::path::PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +67,18 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             tokio::runtime::Runtime::new()?.block_on(scenarios::sync::run(args))?;
+        }
+        #[cfg(feature = "report")]
+        Command::Report(args) => {
+            let report = flotilla_loadtest::report::write_report(&args.input, &args.out)?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "report written to {} with {} plot(s)",
+                args.out.display(),
+                report.plots.len()
+            );
         }
         Command::Store(args) => tokio::runtime::Runtime::new()?.block_on(store::run(args))?,
         Command::StoreMember(args) => {
