@@ -22,6 +22,9 @@ enum Command {
     /// Cold start of A apps over C clusters with N nodes, until all are Synced and Healthy.
     #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
     Sync(scenarios::sync::SyncArgs),
+    /// CPU and memory of the nodes with every app synced and only the periodic resync running.
+    #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
+    Steady(scenarios::steady::SteadyArgs),
     /// Write a Markdown report with SVG plots from the JSON results in a directory.
     #[cfg(feature = "report")]
     Report(ReportArgs),
@@ -67,6 +70,17 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             tokio::runtime::Runtime::new()?.block_on(scenarios::sync::run(args))?;
+        }
+        #[cfg(all(feature = "cluster", feature = "git", feature = "simcluster"))]
+        Command::Steady(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(scenarios::steady::run(args))?;
         }
         #[cfg(feature = "report")]
         Command::Report(args) => {

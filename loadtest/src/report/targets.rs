@@ -109,7 +109,7 @@ impl Target {
     /// The target as written in the report, e.g. `≤ 2000 (at 10000 apps)`.
     pub fn describe(&self) -> String {
         let bound = match self.bound {
-            Bound::AtMost(v) if v == 0.0 => "0".to_string(),
+            Bound::AtMost(0.0) => "0".to_string(),
             Bound::AtMost(v) => format!("≤ {}", super::svg::tick_label(v)),
             Bound::AtMostTimes(field, k) => format!("≤ {k} × {field}"),
         };
