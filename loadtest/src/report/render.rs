@@ -19,6 +19,8 @@ const NOT_FIGURES: [&str; 8] = [
     "per_node",
     "not_synced_and_healthy",
 ];
+/// Fields of a result's heading line (when it has `apps`), not repeated in its table.
+const SIZES: [&str; 5] = ["complete", "apps", "clusters", "resources_per_app", "nodes"];
 /// Arrays longer than this are summarized by their length in a table cell.
 const LONGEST_LISTED: usize = 16;
 
@@ -65,8 +67,8 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
-/// The machine a result was measured on, in one line.
-fn machine_line(m: &Value) -> String {
+/// The machine a result was measured on, in one line (with the load average when `load`).
+fn machine_line(m: &Value, load: bool) -> String {
     if !m.is_object() {
         return "not recorded".into();
     }
@@ -77,7 +79,7 @@ fn machine_line(m: &Value) -> String {
     if m["memory_gib"].is_number() {
         parts.push(format!("{} GiB memory", cell(&m["memory_gib"])));
     }
-    if let Some(load) = m["load_average"].as_array() {
+    if let Some(load) = m["load_average"].as_array().filter(|_| load) {
         parts.push(format!(
             "load average {} (1, 5, 15 min, at the end of the run)",
             load.iter().map(cell).collect::<Vec<_>>().join(" / ")
@@ -149,7 +151,7 @@ pub fn render(docs: &[Document], skipped: &[Skipped], stem: &str) -> Report {
     let _ = writeln!(md, "## Machine\n");
     let mut machines: Vec<String> = Vec::new();
     for d in docs {
-        let line = machine_line(&d.doc["machine"]);
+        let line = machine_line(&d.doc["machine"], false);
         if !machines.contains(&line) {
             machines.push(line);
         }
@@ -225,7 +227,7 @@ fn section(md: &mut String, plots: &mut Vec<(String, String)>, d: &Document, ste
         }
     }
     if doc["machine"].is_object() {
-        let _ = writeln!(md, "Machine: {}.\n", machine_line(&doc["machine"]));
+        let _ = writeln!(md, "Machine: {}.\n", machine_line(&doc["machine"], true));
     }
 
     let tgts = targets::targets(scenario);
@@ -245,7 +247,9 @@ fn section(md: &mut String, plots: &mut Vec<(String, String)>, d: &Document, ste
     }
     if let Some(map) = doc.as_object() {
         for (k, v) in map {
-            if NOT_FIGURES.contains(&k.as_str()) || tgts.iter().any(|t| t.field == k) {
+            let in_heading = doc["apps"].is_number() && SIZES.contains(&k.as_str());
+            if in_heading || NOT_FIGURES.contains(&k.as_str()) || tgts.iter().any(|t| t.field == k)
+            {
                 continue;
             }
             match v {

@@ -267,9 +267,21 @@ fn the_report_tables_show_figures_targets_and_per_node_rows() {
     ];
     let r = render(&docs, &[], "report");
     let md = &r.markdown;
+    // One machine (the load average is per result).
     assert!(
-        md.contains("- 2 cores, AMD EPYC, 23.5 GiB memory, load average 1.5 / 1.2 / 0.9"),
+        md.contains("## Machine\n\n- 2 cores, AMD EPYC, 23.5 GiB memory\n\n"),
         "{md}"
+    );
+    assert!(
+        md.contains("Machine: 2 cores, AMD EPYC, 23.5 GiB memory, load average 1.5 / 1.2 / 0.9"),
+        "{md}"
+    );
+    assert!(
+        md.contains("10000 apps over 100 clusters, 1 resources per app, 3 nodes; complete: yes.")
+    );
+    assert!(
+        !md.lines().any(|l| l.starts_with("| apps |")),
+        "sizes are in the heading line: {md}"
     );
     // The overview of targets.
     assert!(md.contains("| steady | `steady.json` | 10000 | rss_mb | 140, 162.4, 120 | ≤ 150 per node (at 10000 apps) | **missed** |"), "{md}");
