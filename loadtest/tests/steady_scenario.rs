@@ -108,6 +108,12 @@ fn steady_scenario_reports_cpu_memory_and_reconciliations_per_node() {
     let reconciliations = doc["reconciliations"].as_u64().expect("reconciliations");
     assert!(reconciliations >= 6, "{reconciliations} reconciliations");
     assert_eq!(doc["synced_and_healthy_at_end"], 6);
+    // The cold start before the window, as `[seconds, synced, synced and healthy]` rows.
+    let last = doc["timeline"]
+        .as_array()
+        .and_then(|t| t.last())
+        .expect("timeline");
+    assert_eq!(last[2], 6, "{last}");
     assert!(doc["machine"]["cores"].as_u64().is_some_and(|c| c >= 1));
     assert!(doc["command"]
         .as_str()

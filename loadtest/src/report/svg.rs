@@ -263,7 +263,8 @@ impl LinePlot {
             }
             let _ = writeln!(
                 s,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="2"{} points="{}"/>"#,
+                dash(i),
                 pts.trim_end()
             );
         }
@@ -273,8 +274,9 @@ impl LinePlot {
             let x = px0 + 12.0;
             let _ = writeln!(
                 s,
-                r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{colour}" stroke-width="3"/>"#,
-                x + 24.0
+                r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{colour}" stroke-width="3"{}/>"#,
+                x + 24.0,
+                dash(i)
             );
             let _ = writeln!(
                 s,
@@ -286,6 +288,16 @@ impl LinePlot {
         }
         s.push_str("</svg>\n");
         s
+    }
+}
+
+/// The dash pattern of series `i`: the first solid, the others dashed, so lines that
+/// coincide stay visible.
+fn dash(i: usize) -> &'static str {
+    if i == 0 {
+        ""
+    } else {
+        r#" stroke-dasharray="6 4""#
     }
 }
 

@@ -107,6 +107,7 @@ async fn measure(world: &mut World, args: &SteadyArgs) -> anyhow::Result<Value> 
         "rss_mb": Value::Null,
         "rss_mb_mean": Value::Null,
         "reconciliations": Value::Null,
+        "timeline": wait.timeline_json(),
         "machine": common::machine(),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
     });
