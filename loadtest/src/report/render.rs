@@ -174,7 +174,7 @@ pub fn render(docs: &[Document], skipped: &[Skipped], stem: &str) -> Report {
                 t.field,
                 cell(&d.doc[t.field]),
                 t.describe(),
-                t.check(&d.doc).label()
+                t.verdict_text(&d.doc)
             );
         }
     }
@@ -242,7 +242,7 @@ fn section(md: &mut String, plots: &mut Vec<(String, String)>, d: &Document, ste
             t.field,
             cell(&doc[t.field]),
             t.describe(),
-            t.check(doc).label()
+            t.verdict_text(doc)
         );
     }
     if let Some(map) = doc.as_object() {

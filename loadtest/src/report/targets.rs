@@ -124,6 +124,18 @@ impl Target {
         }
     }
 
+    /// The verdict as written in the report; a target stated for another number of apps
+    /// than the run had says so, as the run then neither proves nor disproves it.
+    pub fn verdict_text(&self, doc: &Value) -> String {
+        let label = self.check(doc).label();
+        match (self.at_apps, doc["apps"].as_u64()) {
+            (Some(want), Some(had)) if want != had => {
+                format!("{label} at {had} apps (target is for {want})")
+            }
+            _ => label.to_string(),
+        }
+    }
+
     /// How `doc` measures up.
     pub fn check(&self, doc: &Value) -> Verdict {
         let Some(value) = figure(&doc[self.field]) else {

@@ -256,6 +256,15 @@ fn targets_are_met_or_missed_from_the_figures() {
         .collect();
     assert_eq!(verdicts, [Verdict::Met, Verdict::Missed, Verdict::Met]);
     assert!(targets::targets("made-up").is_empty());
+
+    // A run at another size than the target's says so next to the verdict.
+    let mut small = steady_doc();
+    small["apps"] = json!(1000);
+    assert_eq!(
+        t.verdict_text(&small),
+        "**missed** at 1000 apps (target is for 10000)"
+    );
+    assert_eq!(t.verdict_text(&steady), "**missed**");
 }
 
 #[test]
