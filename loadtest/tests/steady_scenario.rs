@@ -89,6 +89,13 @@ fn steady_scenario_reports_cpu_memory_and_reconciliations_per_node() {
             "{key}: {v:?}"
         );
     }
+    let cold = doc["cold_start_peak_rss_mb"]
+        .as_array()
+        .expect("cold_start_peak_rss_mb");
+    assert!(
+        cold.len() == 3 && cold.iter().all(|x| x.as_f64().is_some_and(|f| f > 0.0)),
+        "{cold:?}"
+    );
     let per_node = doc["per_node"].as_array().expect("per_node");
     assert_eq!(per_node.len(), 3);
     for n in per_node {

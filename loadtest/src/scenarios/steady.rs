@@ -7,7 +7,8 @@
 //! (`cpu_percent`, 100 = one core), and resident memory (`rss_mb` is the largest sample,
 //! `rss_mb_mean` the mean). Reconciliations done in the window are counted from each node's
 //! `argocd_app_reconcile` histogram on `/metrics`. Target: ≤ 150 MB RSS per node at
-//! 10,000 apps.
+//! 10,000 apps. The cold start's peak memory is kept too (`cold_start_peak_rss_mb`), so a
+//! run whose apps never all get Synced still reports what the nodes used.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -85,11 +86,20 @@ struct Window {
 /// document (`complete: false` and no figures when the apps did not all get there).
 async fn measure(world: &mut World, args: &SteadyArgs) -> anyhow::Result<Value> {
     let a = world.args.clone();
+    // Memory during the cold start too, so a run that never gets steady still tells.
+    let cold = ProcSampler::start(world.pids());
     let t0 = Instant::now();
     world.apply_apps().await?;
     let wait = world
         .wait_synced(t0, Duration::from_secs(a.timeout))
         .await?;
+    let cold = cold.finish();
+    let cold_peak: Vec<f64> = world
+        .nodes
+        .nodes()
+        .iter()
+        .map(|n| round1(cold.get(&n.id).map_or(0, |s| s.peak_rss_kb) as f64 / 1024.0))
+        .collect();
     let mut doc = json!({
         "scenario": "steady",
         "complete": false,
@@ -102,6 +112,8 @@ async fn measure(world: &mut World, args: &SteadyArgs) -> anyhow::Result<Value> 
         "resync_seconds": args.resync_seconds,
         "seconds_nodes_ready": round1(world.seconds_nodes_ready),
         "seconds_to_healthy": wait.seconds_to_healthy.map(round1),
+        "cold_start_peak_rss_mb": cold_peak,
+        "synced_and_healthy_after_wait": wait.timeline.last().map(|&(_, _, h)| h),
         "duration_s": Value::Null,
         "cpu_percent": Value::Null,
         "rss_mb": Value::Null,
