@@ -11,6 +11,9 @@
 //! [`cluster`] (feature `cluster`, on by default) starts real `flotilla node` processes
 //! ([`cluster::launcher::LocalCluster`]) and prepares the management cluster they watch
 //! ([`cluster::setup`]); the scenarios of the `flotilla-loadtest` binary build on all three.
+//!
+//! [`report`] (feature `report`, on by default) turns the scenarios' JSON results into a
+//! Markdown report with SVG plots (`flotilla-loadtest report --in DIR --out FILE.md`).
 
 #[cfg(feature = "simcluster")]
 pub mod simcluster;
@@ -22,3 +25,7 @@ pub mod cluster;
 /// Git fixtures (generated app-of-apps repositories), a smart-HTTP git server and push webhooks.
 #[cfg(feature = "git")]
 pub mod git;
+
+/// The Markdown report with SVG plots built from the scenarios' JSON results.
+#[cfg(feature = "report")]
+pub mod report;

@@ -143,7 +143,15 @@ pub fn machine() -> Value {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map(|kb| (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0);
-    json!({"cores": cores, "cpu_model": model, "memory_gib": mem_gib})
+    // The load average when the result is written: how busy the machine was meanwhile.
+    let load_average = std::fs::read_to_string("/proc/loadavg").ok().map(|t| {
+        t.split_whitespace()
+            .take(3)
+            .filter_map(|v| v.parse::<f64>().ok())
+            .collect::<Vec<_>>()
+    });
+    json!({"cores": cores, "cpu_model": model, "memory_gib": mem_gib,
+           "load_average": load_average})
 }
 
 /// Resident memory (KiB) and CPU time (user + system, clock ticks) of a process.
@@ -173,6 +181,24 @@ pub struct ProcStats {
     pub last_rss_kb: u64,
     /// CPU time at the last sample, clock ticks.
     pub cpu_ticks: u64,
+    /// CPU time at the first sample, clock ticks.
+    pub first_cpu_ticks: u64,
+    /// Sum of the resident sets of all samples, KiB (for the mean).
+    pub rss_sum_kb: u64,
+    /// Samples taken.
+    pub samples: u64,
+}
+
+impl ProcStats {
+    /// Mean resident set over the samples, KiB.
+    pub fn mean_rss_kb(&self) -> f64 {
+        self.rss_sum_kb as f64 / self.samples.max(1) as f64
+    }
+
+    /// CPU time used between the first and the last sample, clock ticks.
+    pub fn cpu_ticks_used(&self) -> u64 {
+        self.cpu_ticks.saturating_sub(self.first_cpu_ticks)
+    }
 }
 
 /// Samples `/proc` for a set of processes every 500 ms until dropped.
@@ -187,8 +213,13 @@ fn sample_into(pids: &[(u64, u32)], stats: &Mutex<BTreeMap<u64, ProcStats>>) {
     let Ok(mut map) = stats.lock() else { return };
     for &(id, pid) in pids {
         if let Some((rss, ticks)) = read_proc(pid) {
-            let s = map.entry(id).or_default();
+            let s = map.entry(id).or_insert_with(|| ProcStats {
+                first_cpu_ticks: ticks,
+                ..ProcStats::default()
+            });
             s.peak_rss_kb = s.peak_rss_kb.max(rss);
+            s.rss_sum_kb += rss;
+            s.samples += 1;
             s.last_rss_kb = rss;
             s.cpu_ticks = s.cpu_ticks.max(ticks);
         }
@@ -229,6 +260,61 @@ impl Drop for ProcSampler {
 /// Clock ticks per second of `/proc/<pid>/stat` CPU times.
 pub fn clock_ticks_per_second() -> f64 {
     rustix::param::clock_ticks_per_second() as f64
+}
+
+/// Whether progress bars stay hidden: stdout is not a terminal, or `CI` is set.
+pub fn progress_hidden() -> bool {
+    use std::io::IsTerminal as _;
+    !std::io::stdout().is_terminal() || std::env::var_os("CI").is_some()
+}
+
+/// A progress bar over `len` items (`done/len what, elapsed`) on stdout, hidden when
+/// [`progress_hidden`]; callers print plain progress lines instead when it is hidden.
+pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    if progress_hidden() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stdout(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "  [{elapsed_precise}] {wide_bar} {pos}/{len} {prefix} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// A summary table: a title, then one line per `(figure, value, target)`; an empty target
+/// leaves its column blank.
+pub fn format_table(title: &str, rows: &[(String, String, String)]) -> String {
+    let width = |f: fn(&(String, String, String)) -> &String, head: &str| {
+        rows.iter()
+            .map(|r| f(r).chars().count())
+            .chain([head.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1) = (width(|r| &r.0, "FIGURE"), width(|r| &r.1, "VALUE"));
+    let mut out = format!("{title}\n");
+    let mut line = |a: &str, b: &str, c: &str| {
+        let text = format!("  {a:<w0$}  {b:>w1$}  {c}");
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line("FIGURE", "VALUE", "TARGET");
+    for (name, value, target) in rows {
+        line(name, value, target);
+    }
+    out
+}
+
+/// Print [`format_table`] with a blank line before it.
+pub fn print_table(title: &str, rows: &[(String, String, String)]) {
+    println!();
+    print!("{}", format_table(title, rows));
 }
 
 /// Run `flotilla <args> --server <api> -o json` and parse its output.
@@ -301,6 +387,47 @@ mod tests {
     fn reads_this_process_from_proc() {
         let (rss, _ticks) = read_proc(std::process::id()).expect("own /proc entry");
         assert!(rss > 0);
+    }
+
+    #[test]
+    fn a_table_aligns_figures_values_and_targets() {
+        let rows = [
+            (
+                "rss_mb (max node)".to_string(),
+                "97.5".to_string(),
+                "<= 150 at 10k apps".to_string(),
+            ),
+            (
+                "cpu_percent".to_string(),
+                "12.25".to_string(),
+                String::new(),
+            ),
+        ];
+        let t = format_table("steady: 6 apps", &rows);
+        assert_eq!(
+            t,
+            "steady: 6 apps\n  FIGURE             VALUE  TARGET\n  rss_mb (max node)   97.5  <= 150 at 10k apps\n  cpu_percent        12.25\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sampler_sees_cpu_used_and_mean_memory() {
+        let me = std::process::id();
+        let sampler = ProcSampler::start(vec![(1, me)]);
+        // Use some CPU time, bounded in count, until the sampler's ticks move.
+        let t0 = std::time::Instant::now();
+        let mut x = 0u64;
+        while t0.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let s = sampler.finish()[&1];
+        assert!(s.samples >= 2, "{s:?}");
+        assert!(s.cpu_ticks_used() > 0, "{s:?}");
+        assert!(
+            s.mean_rss_kb() > 0.0 && s.mean_rss_kb() <= s.peak_rss_kb as f64,
+            "{s:?}"
+        );
     }
 
     #[test]

@@ -357,13 +357,16 @@ impl World {
                     .with_context(|| format!("Application manifest of app {i}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let bar = common::progress_bar(self.args.apps as u64, "Applications applied");
         let mut applies = futures::stream::iter(manifests.iter())
             .map(|m| setup::apply(&self.client, m))
             .buffer_unordered(APPLY_CONCURRENCY);
         while let Some(r) = applies.next().await {
             r?;
+            bar.inc(1);
         }
         drop(applies);
+        bar.finish_and_clear();
         let seconds = t0.elapsed().as_secs_f64();
         println!(
             "  {} Applications applied in {seconds:.1} s",
@@ -383,6 +386,8 @@ impl World {
         let deadline = Instant::now() + timeout;
         let mut wait = SyncWait::default();
         let mut last_print = Instant::now();
+        // A progress bar on a terminal; plain lines every few seconds otherwise.
+        let bar = common::progress_bar(apps_total as u64, "synced and healthy");
         let mut tick = tokio::time::interval(POLL);
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
@@ -437,7 +442,12 @@ impl World {
                 wait.seconds_to_healthy = Some(seconds);
                 wait.stuck.clear();
             }
-            if wait.seconds_to_healthy.is_some() || last_print.elapsed() >= PROGRESS {
+            bar.set_position(synced_healthy as u64);
+            bar.set_message(format!("({synced} synced)"));
+            if wait.seconds_to_healthy.is_some()
+                || (bar.is_hidden() && last_print.elapsed() >= PROGRESS)
+            {
+                bar.finish_and_clear();
                 println!(
                     "  {seconds:>6.1} s: {synced}/{apps_total} synced, {synced_healthy} synced and healthy"
                 );
@@ -447,6 +457,7 @@ impl World {
                 break;
             }
         }
+        bar.finish_and_clear();
         Ok(wait)
     }
 
