@@ -11,7 +11,8 @@
 //!
 //! Lost acknowledged writes: before each kill every app's status is exported from a
 //! surviving node (`flotilla admin export`); after the failover each must still be there,
-//! with `reconciledAt` and `operationState.finishedAt` no older than before.
+//! with `reconciledAt` and its last operation's time (`operationState.finishedAt`, or
+//! `startedAt` of an operation still running) no older than before.
 //! Concurrent operations: from the nodes' JSON logs, syncs of one app that began while
 //! another sync of it was running (on any node; a sync cut short by the kill ends there).
 
@@ -33,6 +34,8 @@ const POLL: Duration = Duration::from_millis(100);
 const WARM_UP: Duration = Duration::from_secs(2);
 /// How long a restarted node may take to own shards again.
 const REJOIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// A map unchanged this long after a restart counts as settled.
+const SETTLED: Duration = Duration::from_secs(3);
 /// Lost writes and overlaps listed in the JSON.
 const SHOWN: usize = 20;
 
@@ -193,7 +196,8 @@ fn alive(world: &World, down: Option<u64>) -> Vec<u64> {
         .collect()
 }
 
-/// `(reconciledAt, operationState.finishedAt)` of every app's status, via node `via`.
+/// `(reconciledAt, operation time)` of every app's status, via node `via`; the operation
+/// time is `operationState.finishedAt`, or its `startedAt` while it runs.
 async fn statuses(world: &World, via: u64) -> anyhow::Result<BTreeMap<String, (Value, Value)>> {
     let api = world.nodes.node(via)?.api.clone();
     let doc = common::cli_json(&world.flotilla, &api, &["admin", "export"]).await?;
@@ -205,12 +209,20 @@ async fn statuses(world: &World, via: u64) -> anyhow::Result<BTreeMap<String, (V
                 app.to_owned(),
                 (
                     st["reconciledAt"].clone(),
-                    st["operationState"]["finishedAt"].clone(),
+                    operation_time(&st["operationState"]),
                 ),
             );
         }
     }
     Ok(out)
+}
+
+/// When the last operation finished, or started when it still runs.
+fn operation_time(op: &Value) -> Value {
+    match &op["finishedAt"] {
+        Value::Null => op["startedAt"].clone(),
+        at => at.clone(),
+    }
 }
 
 /// Whether timestamp `after` is older than `before` (absent counts as oldest).
@@ -272,23 +284,36 @@ pub async fn load_for(
     Ok(())
 }
 
-/// Churn until every node owns shards again (after a restart).
-async fn wait_rejoined(world: &mut World, ch: &mut Changes) -> anyhow::Result<f64> {
+/// Churn (through the other nodes) until the restarted node `id` runs, every node owns
+/// shards, no shard lacks an owner and the map has not changed for [`SETTLED`].
+async fn wait_rejoined(world: &mut World, ch: &mut Changes, id: u64) -> anyhow::Result<f64> {
     let t0 = Instant::now();
     let want = world.nodes.nodes().len();
+    let mut last: Vec<u64> = Vec::new();
+    let mut since = Instant::now();
     loop {
-        load_for(world, ch, None, Duration::from_millis(500)).await?;
+        load_for(world, ch, Some(id), Duration::from_millis(500)).await?;
+        if !world.nodes.is_running(id) {
+            bail!(
+                "node {id} exited after its restart; see {}",
+                world.nodes.log_file(id).display()
+            );
+        }
         if let Ok(ShardMap { owners, .. }) = ShardMap::read(world).await {
-            let mut holders: Vec<u64> = owners.iter().copied().filter(|&o| o != 0).collect();
+            if owners != last {
+                last = owners;
+                since = Instant::now();
+            }
+            let mut holders: Vec<u64> = last.iter().copied().filter(|&o| o != 0).collect();
             holders.sort_unstable();
             holders.dedup();
-            if holders.len() >= want && !owners.contains(&0) {
-                return Ok(t0.elapsed().as_secs_f64());
+            if holders.len() >= want && !last.contains(&0) && since.elapsed() >= SETTLED {
+                return Ok(since.duration_since(t0).as_secs_f64());
             }
         }
         if t0.elapsed() >= REJOIN_TIMEOUT {
             bail!(
-                "the restarted node did not own shards again within {} s",
+                "node {id} did not own shards again in a settled map within {} s",
                 REJOIN_TIMEOUT.as_secs()
             );
         }
@@ -360,28 +385,31 @@ async fn measure(world: &mut World, args: &FailoverArgs) -> anyhow::Result<Value
             Target::Follower => false,
             Target::Alternate => k % 2 == 0,
         };
+        let map = ShardMap::read(world).await?;
+        if app_shard.is_none() {
+            let computed = app_shards(a.apps, map.owners.len());
+            map.check_apps(&computed)?;
+            app_shard = Some(computed);
+        }
+        let shards = app_shard.as_deref().unwrap_or_default();
+        let owned_by = |node: u64| -> Vec<usize> {
+            (0..a.apps)
+                .filter(|&i| map.owners.get(shards[i]) == Some(&node))
+                .collect()
+        };
+        // The follower with the most apps, so there is something to fail over.
         let victim = if want_leader {
             leader
         } else {
             alive(world, Some(leader))
-                .first()
-                .copied()
+                .into_iter()
+                .max_by_key(|&n| owned_by(n).len())
                 .context("no follower to kill")?
         };
         let survivor = *alive(world, Some(victim))
             .first()
             .context("no node would survive")?;
-        let map = ShardMap::read(world).await?;
-        let owners = &map.owners;
-        if app_shard.is_none() {
-            let computed = app_shards(a.apps, owners.len());
-            map.check_apps(&computed)?;
-            app_shard = Some(computed);
-        }
-        let shards = app_shard.as_deref().unwrap_or_default();
-        let owned: Vec<usize> = (0..a.apps)
-            .filter(|&i| owners.get(shards[i]) == Some(&victim))
-            .collect();
+        let owned = owned_by(victim);
         let step = (owned.len() / args.probe_apps.max(1)).max(1);
         let probe: Vec<usize> = owned
             .iter()
@@ -435,7 +463,13 @@ async fn measure(world: &mut World, args: &FailoverArgs) -> anyhow::Result<Value
         let after = statuses(world, survivor).await?;
         let lost = lost_writes(&before, &after);
         world.nodes.start(victim)?;
-        let rejoin_s = wait_rejoined(world, &mut ch).await.ok();
+        let rejoin_s = match wait_rejoined(world, &mut ch, victim).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("  {e:#}");
+                None
+            }
+        };
         println!(
             "    node {victim} restarted; owns shards again after {}",
             rejoin_s.map_or("(timed out)".to_string(), |s| format!("{s:.1} s"))
@@ -600,6 +634,34 @@ mod tests {
         assert!(lost[0].starts_with("b:"));
         assert!(lost[1].starts_with("c:"));
         assert!(lost[2].starts_with("d: status missing"));
+    }
+
+    #[test]
+    fn a_newer_running_operation_replaces_a_finished_one() {
+        let done =
+            json!({"startedAt": "2026-01-01T00:00:01Z", "finishedAt": "2026-01-01T00:00:02Z"});
+        let running = json!({"startedAt": "2026-01-01T00:00:03Z"});
+        let stale = json!({"startedAt": "2026-01-01T00:00:00Z"});
+        assert!(!went_back(
+            &operation_time(&done),
+            &operation_time(&running)
+        ));
+        assert!(went_back(&operation_time(&done), &operation_time(&stale)));
+        assert!(!went_back(&Value::Null, &operation_time(&stale)));
+    }
+
+    #[test]
+    fn parses_the_per_shard_map_and_checks_the_app_hash() {
+        let doc = json!({"shards": [
+            {"shard": 1, "owner": 2, "apps": 1},
+            {"shard": 0, "owner": 1, "apps": 0},
+        ]});
+        let map = ShardMap::parse(&doc).expect("parse");
+        assert_eq!(map.owners, vec![1, 2]);
+        assert_eq!(map.apps, vec![0, 1]);
+        assert!(map.check_apps(&[1]).is_ok());
+        assert!(map.check_apps(&[0]).is_err());
+        assert!(ShardMap::parse(&json!({"shards": [{"shard": 5, "owner": 1}]})).is_err());
     }
 
     #[test]
