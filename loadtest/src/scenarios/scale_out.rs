@@ -212,6 +212,8 @@ async fn measure(world: &mut World, args: &ScaleOutArgs) -> anyhow::Result<Value
         "max_reconcile_gap_s": max_gap.map(round2),
         "max_reconcile_gap_definition": "largest push-to-applied latency of the changes pushed between starting the new node and the end of the quiet period (churn plus one app of each newly moved shard)",
         "slowest_change_app": slowest,
+        "gap_p50_ms": quantile(&samples_ms, 0.5),
+        "gap_p99_ms": quantile(&samples_ms, 0.99),
         "gap_changes": samples_ms.len(),
         "gap_changes_in_moved_shards": moved_shard_changes,
         "unapplied_changes": unapplied,
@@ -255,6 +257,11 @@ fn print_summary(doc: &Value) {
         show(&doc["max_reconcile_gap_s"]),
         show(&doc["gap_changes"]),
         show(&doc["gap_changes_in_moved_shards"])
+    );
+    println!(
+        "  change latency p50 / p99 ms  {} / {}",
+        show(&doc["gap_p50_ms"]),
+        show(&doc["gap_p99_ms"])
     );
     println!(
         "  changes not applied          {}",
