@@ -1,10 +1,12 @@
 //! Real `flotilla node` processes on loopback and the management cluster they watch.
 //!
-//! [`launcher::LocalCluster`] starts, signals and kills node processes; [`setup`] installs
+//! [`launcher::LocalCluster`] starts, signals and kills node processes; [`logs`] reads their
+//! JSON logs (sync intervals, overlapping syncs of one app); [`setup`] installs
 //! the CRDs, namespaces, cluster Secrets and `Application` resources with server-side apply;
 //! [`kube_client`] opens a client from a kubeconfig file (as the simulated clusters write).
 
 pub mod launcher;
+pub mod logs;
 pub mod setup;
 
 use std::path::{Path, PathBuf};

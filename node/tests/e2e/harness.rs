@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+pub use flotilla_loadtest::cluster::logs::{now_ms, overlapping_syncs};
+use flotilla_loadtest::cluster::logs::{read_sync_intervals, SyncInterval};
 use flotilla_loadtest::git::{Fixture, FixtureSpec, GitServer, GitServerConfig};
 use flotilla_loadtest::simcluster::{ControllerConfig, SimCluster, SimConfig};
 use flotilla_node::dev::launcher::{LocalCluster, NodeAddrs};
@@ -300,102 +302,13 @@ pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// `sync started` / `sync finished` lines of the JSON logs: (node, app, op_id, start ms,
-/// finish ms or `None` when the node died during the sync).
-pub fn sync_intervals(world: &World) -> Vec<(u64, String, String, i64, Option<i64>)> {
-    let mut out: Vec<(u64, String, String, i64, Option<i64>)> = Vec::new();
-    for n in world.nodes.nodes() {
-        let text = std::fs::read_to_string(world.nodes.log_file(n.id)).unwrap_or_default();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            let msg = v["fields"]["message"].as_str().unwrap_or_default();
-            let at = v["timestamp"]
-                .as_str()
-                .and_then(parse_rfc3339_ms)
-                .unwrap_or_default();
-            let app = v["fields"]["app"].as_str().unwrap_or_default().to_owned();
-            let op = v["fields"]["op_id"].as_str().unwrap_or_default().to_owned();
-            match msg {
-                "sync started" => out.push((n.id, app, op, at, None)),
-                "sync finished" => {
-                    if let Some(e) = out
-                        .iter_mut()
-                        .rev()
-                        .find(|e| e.0 == n.id && e.1 == app && e.2 == op && e.4.is_none())
-                    {
-                        e.4 = Some(at);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-/// Milliseconds of an RFC 3339 UTC timestamp like `2026-11-22T03:15:06.584343Z`.
-fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
-    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
-    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
-}
-
-/// Pairs of syncs of one app that overlapped in time (a sync cut short by a kill ends at
-/// `killed_at` for its node).
-pub fn overlapping_syncs(
-    intervals: &[(u64, String, String, i64, Option<i64>)],
-    killed_at: &[(u64, i64)],
-) -> Vec<String> {
-    let end = |e: &(u64, String, String, i64, Option<i64>)| {
-        e.4.unwrap_or_else(|| {
-            killed_at
-                .iter()
-                .filter(|(n, at)| *n == e.0 && *at >= e.3)
-                .map(|(_, at)| *at)
-                .min()
-                .unwrap_or(i64::MAX)
-        })
-    };
-    let mut bad = Vec::new();
-    for (i, a) in intervals.iter().enumerate() {
-        for b in &intervals[i + 1..] {
-            if a.1 == b.1 && a.3 < end(b) && b.3 < end(a) {
-                bad.push(format!(
-                    "{}: node {} op {} ({}..{}) and node {} op {} ({}..{})",
-                    a.1,
-                    a.0,
-                    a.2,
-                    a.3,
-                    end(a),
-                    b.0,
-                    b.2,
-                    b.3,
-                    end(b)
-                ));
-            }
-        }
-    }
-    bad
-}
-
-/// Now in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+/// The `sync started` / `sync finished` intervals of every node's JSON log.
+pub fn sync_intervals(world: &World) -> Vec<SyncInterval> {
+    let logs: Vec<(u64, std::path::PathBuf)> = world
+        .nodes
+        .nodes()
+        .iter()
+        .map(|n| (n.id, world.nodes.log_file(n.id)))
+        .collect();
+    read_sync_intervals(&logs).expect("node logs readable")
 }
