@@ -291,9 +291,17 @@ async fn kill_nine_of_leader_and_follower_loses_nothing_and_full_restart_keeps_s
             let a = after
                 .get(app)
                 .unwrap_or_else(|| panic!("{app} lost its status"));
+            let reconciled = |v: &Value| v["status"]["reconciledAt"].as_str().map(str::to_owned);
+            let history = |v: &Value| v["status"]["history"].as_array().map_or(0, Vec::len);
+            assert!(reconciled(s).is_some(), "{app}: no reconciledAt in {s}");
+            // RFC 3339 in UTC with a fixed format: text order is time order.
             assert!(
-                a["updatedAt"].as_i64() >= s["updatedAt"].as_i64(),
+                reconciled(a) >= reconciled(s),
                 "{app}: status went back in time: {s} then {a}"
+            );
+            assert!(
+                history(a) >= history(s),
+                "{app}: sync history lost entries: {s} then {a}"
             );
         }
         w.nodes.start(victim).expect("restart");
