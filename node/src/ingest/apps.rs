@@ -5,12 +5,13 @@
 //! the store is reconciled with what exists (so a new leader also deletes what vanished while
 //! nobody watched); after that each event changes one record. A record is proposed only when
 //! it differs from the store, so status write-back (which changes the object but not its
-//! stored form) proposes nothing. The events already received when one is taken are handled
-//! together and their records proposed at once (a deletion first proposes what is pending).
+//! stored form) proposes nothing. Events that arrive within a few milliseconds of each other
+//! are handled together and their records proposed at once (a deletion first proposes what
+//! is pending).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::{FutureExt as _, StreamExt};
+use futures::StreamExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -83,13 +84,19 @@ async fn run(ctx: Ctx, client: kube::Client, kind: Kind, cancel: CancellationTok
             e = events.next() => e,
         };
         let Some(first) = next else { return };
-        // The events already received are taken together: a burst of changes becomes a few
-        // proposals instead of one per object.
+        // The events that follow within a short window are taken together: a burst of
+        // changes becomes a few proposals instead of one per object.
         let mut ready = vec![first];
+        let window = tokio::time::sleep(BATCH_WINDOW);
+        tokio::pin!(window);
         while ready.len() < BATCH_EVENTS {
-            match events.next().now_or_never() {
-                Some(Some(e)) => ready.push(e),
-                _ => break,
+            tokio::select! {
+                biased;
+                e = events.next() => match e {
+                    Some(e) => ready.push(e),
+                    None => break,
+                },
+                _ = &mut window => break,
             }
         }
         for (ns, event) in ready {
@@ -112,6 +119,8 @@ async fn run(ctx: Ctx, client: kube::Client, kind: Kind, cancel: CancellationTok
 
 /// Events handled before their commands are proposed together, at most.
 const BATCH_EVENTS: usize = 512;
+/// How long after an event the events that follow are gathered into the same proposal.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(25);
 
 fn object_value(obj: &DynamicObject) -> Value {
     serde_json::to_value(obj).unwrap_or(Value::Null)
