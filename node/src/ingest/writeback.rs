@@ -32,6 +32,9 @@ use super::{
 };
 use crate::status::app_key;
 
+#[cfg(test)]
+mod tests;
+
 /// A resource's status as the last write (or read) left it.
 #[derive(Debug, Clone)]
 struct Known {
