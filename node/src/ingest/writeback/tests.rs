@@ -63,13 +63,21 @@ async fn an_app_in_flight_is_not_taken_again_until_done_and_then_waits_its_inter
 }
 
 #[tokio::test]
-async fn what_was_written_is_remembered_and_forgotten_on_error_or_mark_all() {
+async fn what_was_written_is_remembered_and_forgotten_after_an_error() {
     let mut p = Pending::default();
     p.mark("a", INTERVAL);
     p.mark("b", INTERVAL);
     take_all(&mut p);
-    p.done("a".into(), Ok(Wrote::Patched(known(r#"{"x":1}"#))), INTERVAL);
-    p.done("b".into(), Ok(Wrote::Unchanged(Some(known("{}")))), INTERVAL);
+    p.done(
+        "a".into(),
+        Ok(Wrote::Patched(known(r#"{"x":1}"#))),
+        INTERVAL,
+    );
+    p.done(
+        "b".into(),
+        Ok(Wrote::Unchanged(Some(known("{}")))),
+        INTERVAL,
+    );
     assert_eq!(p.known["a"].status(), json!({"x": 1}));
     assert!(p.known.contains_key("b"));
     // An unchanged status is no write: `b` may be written again at once.
