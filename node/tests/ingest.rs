@@ -2,6 +2,8 @@
 //! store: Applications, AppProjects and Secrets mirrored into the store, status written back
 //! onto the Application resources, finalizers released, apps directories and Git paths.
 mod support;
+#[path = "ingest/writeback.rs"]
+mod writeback;
 
 use std::future::Future;
 use std::path::Path;

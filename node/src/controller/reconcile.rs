@@ -14,12 +14,13 @@ use crate::live::{self, Comparison};
 use crate::model::Application;
 use crate::source::{normalize_url, Freshness};
 use crate::status::{self, sync_code, AppStatus, Condition, OperationRequest};
-use crate::sync::executor::{sync_app, SyncContext, SyncRequest};
+use crate::sync::executor::{sync_compared, SyncContext, SyncRequest};
 use crate::sync::result::{
     now_rfc3339, should_auto_sync, AutoSyncDecision, AutoSyncInput, OperationPhase, OperationResult,
 };
 use flotilla_raft::{ApplyError, Command, Json, OperationRecord, StoreError};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -253,7 +254,7 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
         Ok(render_app) => compare(inner, key, &render_app, hard).await,
         Err(e) => Err(condition("InvalidSpecError", e)),
     };
-    let compared = match compared {
+    let mut compared = match compared {
         Ok(c) => c,
         Err(cond) => {
             if let Some((op_id, req)) = &pending_req {
@@ -360,17 +361,17 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
     } else {
         None
     };
-    let mut cmp = compared.cmp;
+    let mut cmp = std::mem::take(&mut compared.cmp);
     if let Some((op_id, req)) = to_run {
         let automated_op = req.initiated_by == "automated";
         let parts = Parts {
             cluster: &compared.cluster,
-            desired: &compared.desired,
             revision: &compared.revision,
             diff: &compared.diff,
+            cmp: &cmp,
         };
         let result = run_operation(inner, key, &app, &op_id, &req, &parts).await?;
-        if let Some(result) = result {
+        if let Some(result) = &result {
             if automated_op {
                 let s = &inner.settings;
                 inner.with_state(key, |st| {
@@ -388,18 +389,11 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
             }
         }
         op = reader.operation(key)?;
-        // The status after the operation comes from a fresh read of the cluster.
-        let ns = app.spec.destination.namespace.clone().unwrap_or_default();
-        match live::compare_app(
-            &compared.cluster,
-            &app.metadata.name,
-            &compared.desired,
-            &ns,
-            inner.settings.tracking,
-            &compared.diff,
-        )
-        .await
-        {
+        let touched: BTreeSet<ResourceKey> = result
+            .iter()
+            .flat_map(|r| r.resources.iter().map(|r| r.key()))
+            .collect();
+        match compare_after_sync(inner, &app, &compared, &touched).await {
             Ok(c) => cmp = c,
             Err(e) => tracing::debug!(app = %key, error = %e, "comparison after sync"),
         }
@@ -419,9 +413,55 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
 
 struct Parts<'a> {
     cluster: &'a Arc<Cluster>,
-    desired: &'a [Value],
     revision: &'a str,
     diff: &'a DiffOptions,
+    /// The comparison the sync starts from.
+    cmp: &'a Comparison,
+}
+
+/// The comparison after a sync. The objects the sync wrote or pruned are read again from
+/// the cluster (the watch cache may not have seen the writes yet); the app's other managed
+/// objects come from the cache when it is ready. Without a ready cache everything is
+/// listed.
+async fn compare_after_sync(
+    inner: &Arc<Inner>,
+    app: &Application,
+    compared: &Compared,
+    touched: &BTreeSet<ResourceKey>,
+) -> Result<Comparison, live::LiveError> {
+    let ns = app.spec.destination.namespace.clone().unwrap_or_default();
+    let cluster = &compared.cluster;
+    if !inner.cache_ready(cluster).await {
+        return live::compare_app(
+            cluster,
+            &app.metadata.name,
+            &compared.desired,
+            &ns,
+            inner.settings.tracking,
+            &compared.diff,
+        )
+        .await;
+    }
+    let mut managed = Vec::new();
+    for obj in inner.live.app_objects(cluster.name(), &app.metadata.name) {
+        let key = ResourceKey::of(&obj);
+        if !touched.contains(&key) {
+            managed.push(obj);
+        } else if let Some(fresh) = live::get_live(cluster, &obj).await? {
+            // Touched and not desired (pruned, maybe still being deleted): as it is now.
+            managed.push(fresh);
+        }
+    }
+    live::compare_with(
+        cluster,
+        &app.metadata.name,
+        &compared.desired,
+        managed,
+        &ns,
+        inner.settings.tracking,
+        &compared.diff,
+    )
+    .await
 }
 
 /// Run one operation: start it (fenced), sync, finish it (fenced). `None` when it could not
@@ -474,8 +514,8 @@ async fn run_operation(
     };
     let started = now_rfc3339();
     tracing::info!(app = %key, op_id = %op_id, revision = %parts.revision, "sync started");
-    let result = match sync_app(&ctx, parts.desired, &request, parts.diff).await {
-        Ok((r, _)) => r,
+    let result = match sync_compared(&ctx, parts.cmp, &request).await {
+        Ok(r) => r,
         Err(e) => OperationResult {
             phase: OperationPhase::Error,
             message: e.to_string(),

@@ -5,7 +5,9 @@
 //! the store is reconciled with what exists (so a new leader also deletes what vanished while
 //! nobody watched); after that each event changes one record. A record is proposed only when
 //! it differs from the store, so status write-back (which changes the object but not its
-//! stored form) proposes nothing.
+//! stored form) proposes nothing. Events that arrive within a few milliseconds of each other
+//! are handled together and their records proposed at once (a deletion first proposes what
+//! is pending).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -81,24 +83,50 @@ async fn run(ctx: Ctx, client: kube::Client, kind: Kind, cancel: CancellationTok
         listed: BTreeSet::new(),
         listing: BTreeMap::new(),
     };
+    let mut batch = Vec::new();
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => return,
             e = events.next() => e,
         };
-        let Some((ns, event)) = next else { return };
-        let result = match event {
-            Err(e) => {
-                tracing::warn!(namespace = %ns, kind = ?kind, error = %e, "watching the management cluster");
-                Ok(())
+        let Some(first) = next else { return };
+        // The events that follow within a short window are taken together: a burst of
+        // changes becomes a few proposals instead of one per object.
+        let mut ready = vec![first];
+        let window = tokio::time::sleep(BATCH_WINDOW);
+        tokio::pin!(window);
+        while ready.len() < BATCH_EVENTS {
+            tokio::select! {
+                biased;
+                e = events.next() => match e {
+                    Some(e) => ready.push(e),
+                    None => break,
+                },
+                _ = &mut window => break,
             }
-            Ok(event) => mirror.handle(&ctx, &client, &ns, event).await,
-        };
-        if let Err(e) = result {
-            tracing::warn!(namespace = %ns, kind = ?kind, error = %e, "ingesting");
+        }
+        for (ns, event) in ready {
+            let result = match event {
+                Err(e) => {
+                    tracing::warn!(namespace = %ns, kind = ?kind, error = %e, "watching the management cluster");
+                    Ok(())
+                }
+                Ok(event) => mirror.handle(&ctx, &client, &ns, event, &mut batch).await,
+            };
+            if let Err(e) = result {
+                tracing::warn!(namespace = %ns, kind = ?kind, error = %e, "ingesting");
+            }
+        }
+        if let Err(e) = propose_all(&ctx.store, std::mem::take(&mut batch)).await {
+            tracing::warn!(kind = ?kind, error = %e, "ingesting");
         }
     }
 }
+
+/// Events handled before their commands are proposed together, at most.
+const BATCH_EVENTS: usize = 512;
+/// How long after an event the events that follow are gathered into the same proposal.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(25);
 
 fn object_value(obj: &DynamicObject) -> Value {
     serde_json::to_value(obj).unwrap_or(Value::Null)
@@ -122,6 +150,7 @@ impl Mirror {
         client: &kube::Client,
         ns: &str,
         event: Event<DynamicObject>,
+        batch: &mut Vec<Command>,
     ) -> Result<(), IngestError> {
         match event {
             Event::Init => {
@@ -143,6 +172,7 @@ impl Mirror {
                 }
                 self.listed.insert(ns.to_string());
                 if self.ready() {
+                    propose_all(&ctx.store, std::mem::take(batch)).await?;
                     self.reconcile_all(ctx, client).await?;
                 }
                 Ok(())
@@ -154,8 +184,9 @@ impl Mirror {
                 if !self.ready() {
                     return Ok(());
                 }
-                let commands = self.upsert(ctx, client, ns, &v).await?;
-                propose_all(&ctx.store, commands).await
+                let commands = self.upsert(ctx, client, ns, &v, batch).await?;
+                batch.extend(commands);
+                Ok(())
             }
             Event::Delete(obj) => {
                 let v = object_value(&obj);
@@ -164,22 +195,26 @@ impl Mirror {
                 if !self.ready() {
                     return Ok(());
                 }
+                // What is pending first: the store must be current to see what to delete.
+                propose_all(&ctx.store, std::mem::take(batch)).await?;
                 let commands = self.removed(ctx, ns, &name)?;
                 propose_all(&ctx.store, commands).await
             }
         }
     }
 
-    /// The commands for one live object (none when the store already matches).
+    /// The commands for one live object (none when the store already matches). `pending`
+    /// holds commands not proposed yet; they are proposed first when this has to propose.
     async fn upsert(
         &self,
         ctx: &Ctx,
         client: &kube::Client,
         ns: &str,
         v: &Value,
+        pending: &mut Vec<Command>,
     ) -> Result<Vec<Command>, IngestError> {
         match self.kind {
-            Kind::App => upsert_app(ctx, client, ns, v).await,
+            Kind::App => upsert_app(ctx, client, ns, v, pending).await,
             Kind::Project => upsert_project(ctx, ns, v),
         }
     }
@@ -215,7 +250,8 @@ impl Mirror {
     async fn reconcile_all(&self, ctx: &Ctx, client: &kube::Client) -> Result<(), IngestError> {
         let mut commands = Vec::new();
         for ((ns, _), v) in &self.objects {
-            commands.extend(self.upsert(ctx, client, ns, v).await?);
+            let more = self.upsert(ctx, client, ns, v, &mut commands).await?;
+            commands.extend(more);
         }
         let reader = ctx.store.local();
         match self.kind {
@@ -257,6 +293,7 @@ async fn upsert_app(
     client: &kube::Client,
     ns: &str,
     v: &Value,
+    pending: &mut Vec<Command>,
 ) -> Result<Vec<Command>, IngestError> {
     let name = name_of(v);
     let key = app_key(ns, &name);
@@ -306,7 +343,9 @@ async fn upsert_app(
         let (asks, patch) = super::requests::requests_of(&key, v);
         if let Some(patch) = patch {
             commands.extend(asks);
-            propose_all(&ctx.store, commands).await?;
+            let mut all = std::mem::take(pending);
+            all.extend(commands);
+            propose_all(&ctx.store, all).await?;
             super::requests::clear(client, ns, &name, &patch).await;
             return Ok(vec![]);
         }

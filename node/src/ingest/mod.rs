@@ -116,6 +116,11 @@ pub struct IngestSettings {
     pub secrets_namespace: String,
     /// Status write-back throttle: at most one write per app per interval.
     pub status_interval: Duration,
+    /// Status writes in flight at once (different apps).
+    pub status_concurrency: usize,
+    /// How often every app's status is read from its resource again and corrected if
+    /// someone else changed it (between times the status the last write left is trusted).
+    pub status_resync: Duration,
     /// A directory of Application manifests.
     pub apps_dir: Option<PathBuf>,
     /// A Git path of Application manifests.
@@ -130,6 +135,8 @@ impl Default for IngestSettings {
             namespaces: vec!["argocd".into()],
             secrets_namespace: "argocd".into(),
             status_interval: Duration::from_secs(1),
+            status_concurrency: 32,
+            status_resync: Duration::from_secs(300),
             apps_dir: None,
             apps_repo: None,
             poll: Duration::from_secs(180),

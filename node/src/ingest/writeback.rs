@@ -4,15 +4,23 @@
 //! The store's change stream marks apps dirty (`SetStatus`, `OperationStarted`,
 //! `OperationFinished`, `PutApp`; everything after a `Reset`, a lag or a leadership gain).
 //! A dirty app is written at most once per `status_interval`; changes in between coalesce.
-//! Each write reads the resource first and patches only what differs, so an unchanged
-//! status costs one GET and no write.
+//! Up to `status_concurrency` apps are written at once, never one app twice at once.
+//!
+//! Each write patches only what differs from the resource's status. The status the last
+//! write left (with the resource version) is remembered per app, so a write costs one merge
+//! patch, with that resource version as a precondition: a resource changed by anyone else
+//! in between fails it with a conflict, and the write is done again from a fresh read. What
+//! is remembered is forgotten after an error, a lag of the change stream and every
+//! `status_resync`, so a status changed behind flotilla's back is read and corrected then.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::Api;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -24,49 +32,205 @@ use super::{
 };
 use crate::status::app_key;
 
+#[cfg(test)]
+mod tests;
+
+/// A resource's status as the last write (or read) left it.
+#[derive(Debug, Clone)]
+struct Known {
+    /// The resource version after that write.
+    version: Option<String>,
+    /// The status, as compact JSON (kept as text: far smaller than a parsed document).
+    status: String,
+}
+
+impl Known {
+    fn of(obj: &DynamicObject) -> Known {
+        let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
+        Known {
+            version: obj.metadata.resource_version.clone(),
+            status: status.to_string(),
+        }
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.status).unwrap_or(Value::Null)
+    }
+}
+
+/// What one write did.
+#[derive(Debug)]
+enum Wrote {
+    /// A patch was sent.
+    Patched(Known),
+    /// The resource already had the status (or the store has none to write).
+    Unchanged(Option<Known>),
+    /// The resource or the app is gone.
+    Gone,
+}
+
+/// The apps waiting for a write, and the writes in flight.
+#[derive(Default)]
+struct Pending {
+    /// Apps that need a write and are not being written.
+    dirty: HashSet<String>,
+    /// Dirty apps that may be written now (entries are checked again when taken).
+    ready: VecDeque<String>,
+    /// Dirty apps written too recently, by when they may be written again.
+    later: BinaryHeap<Reverse<(Instant, String)>>,
+    /// When each app was last written.
+    last: HashMap<String, Instant>,
+    /// Apps being written.
+    in_flight: HashSet<String>,
+    /// Each app's status as the last write or read left it.
+    known: HashMap<String, Known>,
+}
+
+impl Pending {
+    /// Mark one app as needing a write.
+    fn mark(&mut self, app: &str, interval: std::time::Duration) {
+        if self.dirty.insert(app.to_string()) && !self.in_flight.contains(app) {
+            self.schedule(app.to_string(), interval);
+        }
+    }
+
+    fn schedule(&mut self, app: String, interval: std::time::Duration) {
+        match self.last.get(&app).map(|t| *t + interval) {
+            Some(at) if at > Instant::now() => self.later.push(Reverse((at, app))),
+            _ => self.ready.push_back(app),
+        }
+    }
+
+    /// Mark every app of the `kubernetes` origin, forgetting every known status (so each
+    /// is read again before it is written).
+    fn mark_all(&mut self, store: &Store, interval: std::time::Duration) {
+        self.known.clear();
+        match store.local().apps() {
+            Ok(apps) => {
+                for r in apps {
+                    if origin_of(&stored_value(&r.spec)) == Some(origin::KUBERNETES) {
+                        self.mark(&r.app, interval);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading apps for status write-back"),
+        }
+    }
+
+    fn forget(&mut self, app: &str) {
+        self.dirty.remove(app);
+        self.known.remove(app);
+        self.last.remove(app);
+    }
+
+    /// The next app to write now, taken out of the dirty set.
+    fn take_due(&mut self, interval: std::time::Duration) -> Option<String> {
+        let now = Instant::now();
+        while let Some(Reverse((at, _))) = self.later.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((_, app))) = self.later.pop() {
+                self.ready.push_back(app);
+            }
+        }
+        while let Some(app) = self.ready.pop_front() {
+            if !self.dirty.contains(&app) || self.in_flight.contains(&app) {
+                continue;
+            }
+            if self.last.get(&app).is_some_and(|t| *t + interval > now) {
+                self.schedule(app, interval);
+                continue;
+            }
+            self.dirty.remove(&app);
+            return Some(app);
+        }
+        None
+    }
+
+    /// When the earliest throttled app may be written.
+    fn next_due(&self) -> Option<Instant> {
+        self.later.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Record the end of one app's write; an app marked again meanwhile is scheduled.
+    fn done(
+        &mut self,
+        app: String,
+        outcome: Result<Wrote, IngestError>,
+        interval: std::time::Duration,
+    ) {
+        self.in_flight.remove(&app);
+        match outcome {
+            Ok(Wrote::Patched(known)) => {
+                self.known.insert(app.clone(), known);
+                self.last.insert(app.clone(), Instant::now());
+            }
+            Ok(Wrote::Unchanged(Some(known))) => {
+                self.known.insert(app.clone(), known);
+            }
+            Ok(Wrote::Unchanged(None)) => {}
+            Ok(Wrote::Gone) => {
+                self.known.remove(&app);
+            }
+            Err(e) => {
+                tracing::warn!(app = %app, error = %e, "writing status back; will retry");
+                self.known.remove(&app);
+                self.last.insert(app.clone(), Instant::now());
+                self.dirty.insert(app.clone());
+            }
+        }
+        if self.dirty.contains(&app) {
+            self.schedule(app, interval);
+        }
+    }
+}
+
 /// Write statuses until `cancel` fires.
 pub(crate) async fn run(ctx: Ctx, client: kube::Client, cancel: CancellationToken) {
     let mut rx = ctx.store.subscribe();
     let interval = ctx.settings.status_interval;
-    let mut dirty: BTreeSet<String> = BTreeSet::new();
-    let mut last: HashMap<String, Instant> = HashMap::new();
-    mark_all(&ctx.store, &mut dirty);
+    let limit = ctx.settings.status_concurrency.max(1);
+    let resync = ctx.settings.status_resync.max(interval);
+    let mut audit = tokio::time::interval_at(Instant::now() + resync, resync);
+    audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending = Pending::default();
+    let mut writes: JoinSet<(String, Result<Wrote, IngestError>)> = JoinSet::new();
+    pending.mark_all(&ctx.store, interval);
     loop {
-        let now = Instant::now();
-        last.retain(|_, t| *t + interval > now);
-        let due: Vec<String> = dirty
-            .iter()
-            .filter(|a| !last.contains_key(*a))
-            .cloned()
-            .collect();
-        for app in due {
-            if cancel.is_cancelled() {
+        while writes.len() < limit {
+            let Some(app) = pending.take_due(interval) else {
+                break;
+            };
+            pending.in_flight.insert(app.clone());
+            let known = pending.known.get(&app).cloned();
+            let (store, client) = (ctx.store.clone(), client.clone());
+            writes.spawn(async move {
+                let outcome = write_status(&store, &client, &app, known).await;
+                (app, outcome)
+            });
+        }
+        let next_due = pending.next_due().filter(|_| writes.len() < limit);
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                writes.shutdown().await;
                 return;
             }
-            dirty.remove(&app);
-            match write_status(&ctx.store, &client, &app).await {
-                Ok(true) => {
-                    last.insert(app, Instant::now());
-                }
-                Ok(false) => {}
+            Some(done) = writes.join_next(), if !writes.is_empty() => match done {
+                Ok((app, outcome)) => pending.done(app, outcome, interval),
                 Err(e) => {
-                    tracing::warn!(app = %app, error = %e, "writing status back; will retry");
-                    last.insert(app.clone(), Instant::now());
-                    dirty.insert(app);
+                    // A write that panicked: everything is read and written again.
+                    tracing::error!(error = %e, "a status write ended abnormally");
+                    pending.in_flight.clear();
+                    pending.mark_all(&ctx.store, interval);
                 }
-            }
-        }
-        let next_due = dirty
-            .iter()
-            .filter_map(|a| last.get(a).map(|t| *t + interval))
-            .min();
-        tokio::select! {
-            _ = cancel.cancelled() => return,
+            },
             event = rx.recv() => match event {
-                Ok(event) => handle(&ctx.store, &client, &event, &mut dirty).await,
-                Err(RecvError::Lagged(_)) => mark_all(&ctx.store, &mut dirty),
+                Ok(event) => handle(&ctx.store, &client, &event, &mut pending, interval).await,
+                Err(RecvError::Lagged(_)) => pending.mark_all(&ctx.store, interval),
                 Err(RecvError::Closed) => return,
             },
+            _ = audit.tick() => pending.mark_all(&ctx.store, interval),
             _ = sleep_until(next_due), if next_due.is_some() => {}
         }
     }
@@ -78,28 +242,15 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Mark every app of the `kubernetes` origin dirty.
-fn mark_all(store: &Store, dirty: &mut BTreeSet<String>) {
-    match store.local().apps() {
-        Ok(apps) => {
-            for r in apps {
-                if origin_of(&stored_value(&r.spec)) == Some(origin::KUBERNETES) {
-                    dirty.insert(r.app);
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "reading apps for status write-back"),
-    }
-}
-
 async fn handle(
     store: &Store,
     client: &kube::Client,
     event: &ChangeEvent,
-    dirty: &mut BTreeSet<String>,
+    pending: &mut Pending,
+    interval: std::time::Duration,
 ) {
     match event {
-        ChangeEvent::Reset { .. } => mark_all(store, dirty),
+        ChangeEvent::Reset { .. } => pending.mark_all(store, interval),
         ChangeEvent::Applied {
             command, result, ..
         } => {
@@ -110,11 +261,9 @@ async fn handle(
                 Command::SetStatus { app, .. }
                 | Command::OperationStarted { app, .. }
                 | Command::OperationFinished { app, .. }
-                | Command::PutApp { app, .. } => {
-                    dirty.insert(app.clone());
-                }
+                | Command::PutApp { app, .. } => pending.mark(app, interval),
                 Command::DeleteApp { app } => {
-                    dirty.remove(app);
+                    pending.forget(app);
                     if let Some((ns, name)) = app.split_once('/') {
                         release_finalizer(client, ns, name, store).await;
                     }
@@ -125,49 +274,73 @@ async fn handle(
     }
 }
 
-/// Write one app's status onto its resource; `Ok(true)` when a patch was sent.
+/// Tries of one write whose resource changed under it (a conflict reads it again).
+const CONFLICT_TRIES: usize = 3;
+
+/// Write one app's status onto its resource, patching what differs from `known` (read
+/// first when `None`).
 async fn write_status(
     store: &Store,
     client: &kube::Client,
     key: &str,
-) -> Result<bool, IngestError> {
+    known: Option<Known>,
+) -> Result<Wrote, IngestError> {
     let reader = store.local();
     let Some(record) = reader.app(key)? else {
-        return Ok(false);
+        return Ok(Wrote::Gone);
     };
     if origin_of(&stored_value(&record.spec)) != Some(origin::KUBERNETES) {
-        return Ok(false);
+        return Ok(Wrote::Gone);
     }
     let status = reader.status(key)?;
     let operation = reader.operation(key)?;
     let Some(desired) = status_document(status.as_ref(), operation.as_ref()) else {
-        return Ok(false);
+        return Ok(Wrote::Unchanged(known));
     };
     let Some((ns, name)) = key.split_once('/') else {
-        return Ok(false);
+        return Ok(Wrote::Gone);
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &application_resource());
     let kube_err = |what: &str| {
         let what = format!("{what} Application {key}");
         move |source| IngestError::Kube { what, source }
     };
-    let Some(obj) = api.get_opt(name).await.map_err(kube_err("read"))? else {
-        return Ok(false);
-    };
-    let live = obj.data.get("status").cloned().unwrap_or(Value::Null);
-    let Some(patch) = merge_diff(&live, &desired) else {
-        return Ok(false);
-    };
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    api.patch(name, &params, &Patch::Merge(json!({ "status": patch })))
-        .await
-        .map_err(kube_err("write the status of"))?;
-    metrics::counter!("flotilla_ingest_status_writes_total").increment(1);
-    tracing::debug!(app = %key, "status written back");
-    Ok(true)
+    let mut known = known;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let current = match known.take() {
+            Some(k) => k,
+            None => match api.get_opt(name).await.map_err(kube_err("read"))? {
+                Some(obj) => Known::of(&obj),
+                None => return Ok(Wrote::Gone),
+            },
+        };
+        let Some(patch) = merge_diff(&current.status(), &desired) else {
+            return Ok(Wrote::Unchanged(Some(current)));
+        };
+        let mut body = json!({ "status": patch });
+        if let Some(v) = &current.version {
+            body["metadata"] = json!({ "resourceVersion": v });
+        }
+        match api.patch(name, &params, &Patch::Merge(body)).await {
+            Ok(obj) => {
+                metrics::counter!("flotilla_ingest_status_writes_total").increment(1);
+                tracing::debug!(app = %key, "status written back");
+                return Ok(Wrote::Patched(Known::of(&obj)));
+            }
+            Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(Wrote::Gone),
+            Err(kube::Error::Api(s)) if s.is_conflict() && tries < CONFLICT_TRIES => {
+                metrics::counter!("flotilla_ingest_status_conflicts_total").increment(1);
+                tracing::debug!(app = %key, "status write-back conflicted; reading again");
+            }
+            Err(e) => return Err(kube_err("write the status of")(e)),
+        }
+    }
 }
 
 /// The `status` of an Application resource: the stored [`crate::status::AppStatus`] with

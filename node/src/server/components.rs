@@ -22,6 +22,10 @@ use crate::source::{SourceCache, SourceConfig};
 const COLLECT_EVERY: Duration = Duration::from_secs(5);
 /// Throttle of status writes back onto Application resources, per app.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Status writes to the management cluster in flight at once.
+const STATUS_CONCURRENCY: usize = 32;
+/// The shortest period at which every Application's status is read again.
+const STATUS_RESYNC_MIN: Duration = Duration::from_secs(300);
 
 /// The running components.
 pub(super) struct Parts {
@@ -96,6 +100,8 @@ pub(super) async fn start(
             namespaces: cfg.controller.namespaces.clone(),
             secrets_namespace: cfg.controller.secrets_namespace.clone(),
             status_interval: STATUS_INTERVAL,
+            status_concurrency: STATUS_CONCURRENCY,
+            status_resync: cfg.controller.resync.max(STATUS_RESYNC_MIN),
             apps_dir: cfg.controller.apps_dir.clone(),
             apps_repo: cfg
                 .controller

@@ -695,6 +695,17 @@ pub async fn sync_app(
         diff,
     )
     .await?;
+    let op = sync_compared(ctx, &cmp, request).await?;
+    Ok((op, cmp))
+}
+
+/// [`sync_app`] from a comparison already made (a controller's, from its watch cache):
+/// plan and execute without reading the cluster again first.
+pub async fn sync_compared(
+    ctx: &SyncContext<'_>,
+    cmp: &Comparison,
+    request: &SyncRequest,
+) -> Result<OperationResult, ExecuteError> {
     let sync_plan = plan(&PlanInput {
         desired: &cmp.desired,
         extra: &cmp.extra,
@@ -719,5 +730,5 @@ pub async fn sync_app(
     for w in sync_plan.warnings {
         op.message = format!("{}; {w}", op.message);
     }
-    Ok((op, cmp))
+    Ok(op)
 }
