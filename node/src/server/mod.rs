@@ -85,6 +85,34 @@ pub fn raise_open_files() {
     }
 }
 
+/// Threads of the runtime that runs Raft, the peer server and the shard follower.
+const REPLICATION_THREADS: usize = 2;
+
+/// The replication runtime; dropping it (also on an early error return, inside the main
+/// runtime) stops its threads without blocking.
+struct Replication(Option<tokio::runtime::Runtime>);
+
+impl Replication {
+    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.0 {
+            Some(rt) => rt.spawn(f),
+            None => tokio::spawn(f),
+        }
+    }
+}
+
+impl Drop for Replication {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// Run a node until `stop` resolves; returns once everything stopped.
 pub async fn run(
     cfg: NodeConfig,
@@ -102,8 +130,21 @@ pub async fn run(
         domain: PEER_TLS_NAME.to_string(),
     });
     flotilla_raft::shards::tune_store(&mut store_cfg);
-    let store = Store::start(store_cfg)
+    // Raft, the peer server and shard leases run on their own threads, so that heavy work of
+    // the controller, ingestion or the API (listing or parsing thousands of apps) cannot hold
+    // up heartbeats and lease renewals and cause needless elections or lease losses.
+    let replication = Replication(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(REPLICATION_THREADS)
+            .thread_name("flotilla-raft")
+            .enable_all()
+            .build()
+            .context("start the replication runtime")?,
+    ));
+    let store = replication
+        .spawn(Store::start(store_cfg))
         .await
+        .context("start the replicated store")?
         .context("start the replicated store")?;
     tracing::info!(node = cfg.node_id, peer = %cfg.advertise, "store member started");
 
@@ -122,8 +163,10 @@ pub async fn run(
         ..ShardConfig::default()
     };
     let shards = Arc::new(
-        ShardNode::start(store.clone(), shard_cfg)
+        replication
+            .spawn(ShardNode::start(store.clone(), shard_cfg))
             .await
+            .context("start shard ownership")?
             .context("start shard ownership")?,
     );
     let voters = tokio::spawn(membership::keep_voters(
@@ -171,6 +214,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(1), voters).await;
     shards.shutdown().await;
     store.shutdown().await;
+    drop(replication);
     tracing::info!("stopped");
     Ok(())
 }
