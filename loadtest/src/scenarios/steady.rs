@@ -311,10 +311,13 @@ fn print_summary(doc: &Value) {
     let max_rss = doc["rss_mb"]
         .as_array()
         .and_then(|r| r.iter().filter_map(Value::as_f64).reduce(f64::max));
-    let verdict = match max_rss {
-        Some(m) if m <= RSS_TARGET_MB => "met",
-        Some(_) => "MISSED",
-        None => "no figure",
+    let at_target_size = doc["apps"].as_u64().is_some_and(|a| a >= 10_000);
+    let verdict = match (max_rss, at_target_size) {
+        (None, _) => "no figure",
+        (Some(m), true) if m <= RSS_TARGET_MB => "met",
+        (Some(_), true) => "MISSED",
+        (Some(m), false) if m <= RSS_TARGET_MB => "within it, at fewer apps",
+        (Some(_), false) => "MISSED even at fewer apps",
     };
     let row =
         |name: &str, value: String, target: &str| (name.to_string(), value, target.to_string());

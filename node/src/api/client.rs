@@ -8,6 +8,10 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::auth::{AuthError, BearerToken};
 
+/// The largest answer a client accepts: a list of tens of thousands of apps with their
+/// statuses is far above gRPC's default of 4 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 512 << 20;
+
 /// The generated gRPC client with the token interceptor.
 pub type Grpc = FlotillaClient<InterceptedService<Channel, BearerToken>>;
 
@@ -143,7 +147,8 @@ impl ApiClient {
             .connect_lazy();
         Ok(Self {
             addr: addr.to_string(),
-            grpc: FlotillaClient::with_interceptor(ch, auth),
+            grpc: FlotillaClient::with_interceptor(ch, auth)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
         })
     }
 

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::auth::{BearerToken, TokenCheck, FORWARDED};
-use super::client::{ApiClient, ClientTls, Grpc};
+use super::client::{ApiClient, ClientTls, Grpc, MAX_MESSAGE_BYTES};
 use crate::clusters::ClusterRegistry;
 use crate::render::Renderer;
 
@@ -92,7 +92,12 @@ pub async fn serve(
             builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
     builder
-        .add_service(FlotillaServer::with_interceptor(service, check))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            FlotillaServer::new(service)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            check,
+        ))
         .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
         .await?;
     Ok(())

@@ -357,3 +357,47 @@ async fn apps_are_listed_synced_refreshed_and_waited_for() {
 
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_larger_than_grpcs_default_limit_is_answered() {
+    let node = Node::start(None, Arc::new(ClusterRegistry::new())).await;
+    // 60 apps of about 100 KiB each: a 6 MB answer, above gRPC's default 4 MiB.
+    let filler = "x".repeat(100 * 1024);
+    for batch in 0..6 {
+        let cmds = (0..10)
+            .map(|i| {
+                let name = format!("big-{batch}-{i}");
+                Command::PutApp {
+                    app: format!("argocd/{name}"),
+                    spec: flotilla_raft::Json::from(json!({
+                        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                        "metadata": {"name": name, "namespace": "argocd",
+                            "annotations": {"flotilla.dev/origin": "api", "filler": filler}},
+                        "spec": {"project": "default",
+                            "source": {"repoURL": "https://git.example.com/a.git", "path": "."},
+                            "destination": {"server": "https://kubernetes.default.svc", "namespace": "d"}},
+                    })),
+                    at: 1,
+                }
+            })
+            .collect();
+        node.store.propose_many(cmds).await.expect("put apps");
+    }
+    let listed = node
+        .client()
+        .grpc()
+        .list_apps(pb::ListAppsRequest::default())
+        .await
+        .expect("a list of 6 MB")
+        .into_inner();
+    assert_eq!(listed.apps.len(), 60);
+    let cli = flotilla(&node.addr, &["app", "list", "-o", "json"], &[])
+        .await
+        .ok();
+    assert!(
+        cli.stdout.contains("big-5-9"),
+        "{}",
+        &cli.stdout[..200.min(cli.stdout.len())]
+    );
+    node.stop().await;
+}
