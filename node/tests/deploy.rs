@@ -582,3 +582,95 @@ async fn rendered_objects_apply_to_a_cluster_and_scale() {
     .expect("kubectl steps");
     sim.shutdown().await;
 }
+
+/// `helm install`, `helm upgrade` (image and replicas) and `helm uninstall` as
+/// docs/operations.md shows them, against a simulated cluster: Helm keeps its releases in
+/// Secrets it writes in protobuf, which simcluster decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_upgrades_and_uninstalls_the_chart() {
+    let Some(helm) = support::helm() else { return };
+    let Some(kubectl) = kubectl() else { return };
+    let sim = SimCluster::start(SimConfig::default())
+        .await
+        .expect("simcluster starts");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let kubeconfig = tmp.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig().expect("kubeconfig")).expect("write");
+    let k = Kube {
+        kubectl,
+        kubeconfig: kubeconfig.clone(),
+        cache: tmp.path().join("cache"),
+        dir: tmp.path().to_path_buf(),
+    };
+    tokio::task::spawn_blocking(move || {
+        let home = k.dir.join("helm");
+        let chart = deploy_dir().join("helm/flotilla");
+        let helm_run = |args: &[&str]| {
+            let mut cmd = helm_cmd(&helm, &home);
+            cmd.args(args).arg("--kubeconfig").arg(&k.kubeconfig);
+            run(&mut cmd)
+        };
+        let chart_arg = chart.to_string_lossy().into_owned();
+        let out = helm_run(&[
+            "install",
+            "flotilla",
+            &chart_arg,
+            "-n",
+            "argocd",
+            "--create-namespace",
+            "--set",
+            "image.repository=registry.example.com/flotilla",
+        ]);
+        assert!(out.contains("STATUS: deployed"), "{out}");
+        let sts = k.get(&["statefulset", "flotilla", "-n", "argocd"]);
+        assert_eq!(sts["spec"]["replicas"], 3);
+        let image = sts["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            image.starts_with("registry.example.com/flotilla:"),
+            "{image}"
+        );
+
+        let out = helm_run(&[
+            "upgrade",
+            "flotilla",
+            &chart_arg,
+            "-n",
+            "argocd",
+            "--reuse-values",
+            "--set",
+            "image.tag=0.2.0",
+        ]);
+        assert!(out.contains("REVISION: 2"), "{out}");
+        let sts = k.get(&["statefulset", "flotilla", "-n", "argocd"]);
+        assert_eq!(
+            sts["spec"]["template"]["spec"]["containers"][0]["image"],
+            "registry.example.com/flotilla:0.2.0"
+        );
+        helm_run(&[
+            "upgrade",
+            "flotilla",
+            &chart_arg,
+            "-n",
+            "argocd",
+            "--reuse-values",
+            "--set",
+            "replicas=5",
+        ]);
+        let sts = k.get(&["statefulset", "flotilla", "-n", "argocd"]);
+        assert_eq!(sts["spec"]["replicas"], 5);
+
+        let out = helm_run(&["uninstall", "flotilla", "-n", "argocd"]);
+        assert!(out.contains("uninstalled"), "{out}");
+        let left = k.get(&["statefulsets,services", "-n", "argocd"]);
+        assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left}");
+        // The CRDs stay, as Helm always leaves them, and so does the API token Secret.
+        k.get(&["crd", "applications.argoproj.io"]);
+        k.get(&["secret", "flotilla-api-token", "-n", "argocd"]);
+    })
+    .await
+    .expect("helm steps");
+    sim.shutdown().await;
+}

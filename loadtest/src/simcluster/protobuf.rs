@@ -307,8 +307,20 @@ const BINDING: &[Field] = &[
     kept(3, "roleRef", Ty::Msg(ROLE_REF)),
 ];
 
+const PRECONDITIONS: &[Field] = &[one(1, "uid", Ty::Str), one(2, "resourceVersion", Ty::Str)];
+
+/// `meta.v1.DeleteOptions`, the body of a DELETE (sent as protobuf by Helm's release storage).
+const DELETE_OPTIONS: &[Field] = &[
+    one(1, "gracePeriodSeconds", Ty::I64),
+    one(2, "preconditions", Ty::Msg(PRECONDITIONS)),
+    one(3, "orphanDependents", Ty::Bool),
+    one(4, "propagationPolicy", Ty::Str),
+    many(5, "dryRun", Ty::Str),
+];
+
 fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
     Some(match (api_version, kind) {
+        (_, "DeleteOptions") => DELETE_OPTIONS,
         ("v1", "Namespace") => NAMESPACE,
         ("v1", "Secret") => SECRET,
         ("v1", "ConfigMap") => CONFIG_MAP,

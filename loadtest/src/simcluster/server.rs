@@ -505,9 +505,17 @@ async fn route(
             write(cluster, |s| ops::patch(s, &t, &ct, &body, &opts))?
         }
         (Method::DELETE, Some(_)) => {
+            let protobuf_body = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|h| h.to_str().ok())
+                .is_some_and(|ct| ct.starts_with(super::protobuf::CONTENT_TYPE));
             let body = read_body(req).await?;
             let options: Value = if body.is_empty() {
                 json!({})
+            } else if protobuf_body {
+                super::protobuf::decode(&body)
+                    .map_err(|e| ApiError::bad_request(format!("DeleteOptions: {e}")))?
             } else {
                 serde_json::from_slice(&body).map_err(|e| {
                     ApiError::bad_request(format!("DeleteOptions are not valid JSON: {e}"))
