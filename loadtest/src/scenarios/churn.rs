@@ -103,18 +103,7 @@ pub fn apps_of_commit(k: usize, per_commit: usize, apps: usize) -> Vec<usize> {
 
 async fn measure(world: &mut World, args: &ChurnArgs) -> anyhow::Result<Value> {
     let a = world.args.clone();
-    let t0 = Instant::now();
-    world.apply_apps().await?;
-    let wait = world
-        .wait_synced(t0, Duration::from_secs(a.timeout))
-        .await?;
-    if wait.seconds_to_healthy.is_none() {
-        bail!(
-            "the apps were not all Synced and Healthy within {} s; not measuring (stuck: {})",
-            a.timeout,
-            Value::Array(wait.stuck.clone())
-        );
-    }
+    let wait = world.deploy_all().await?;
     let observer = Observer::start(world.fleet.clusters(), a.apps).await?;
     observer.ready(Duration::from_secs(120)).await?;
     let unseen = (0..a.apps)

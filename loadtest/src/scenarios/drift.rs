@@ -93,18 +93,7 @@ pub async fn run(args: DriftArgs) -> anyhow::Result<()> {
 
 async fn measure(world: &mut World, args: &DriftArgs) -> anyhow::Result<Value> {
     let a = world.args.clone();
-    let t0 = Instant::now();
-    world.apply_apps().await?;
-    let wait = world
-        .wait_synced(t0, Duration::from_secs(a.timeout))
-        .await?;
-    if wait.seconds_to_healthy.is_none() {
-        bail!(
-            "the apps were not all Synced and Healthy within {} s; not measuring (stuck: {})",
-            a.timeout,
-            Value::Array(wait.stuck.clone())
-        );
-    }
+    let wait = world.deploy_all().await?;
     let observer = Observer::start(world.fleet.clusters(), a.apps).await?;
     observer.ready(Duration::from_secs(120)).await?;
     let mut clients = Vec::with_capacity(a.clusters);

@@ -361,18 +361,7 @@ struct Kill {
 
 async fn measure(world: &mut World, args: &FailoverArgs) -> anyhow::Result<Value> {
     let a = world.args.clone();
-    let t0 = Instant::now();
-    world.apply_apps().await?;
-    let wait = world
-        .wait_synced(t0, Duration::from_secs(a.timeout))
-        .await?;
-    if wait.seconds_to_healthy.is_none() {
-        bail!(
-            "not every app became Synced and Healthy within {} s; first stuck: {:?}",
-            a.timeout,
-            wait.stuck.first()
-        );
-    }
+    let wait = world.deploy_all().await?;
     let mut ch = Changes::new(world, args.rate, args.churn_apps).await?;
     let mut kills: Vec<Kill> = Vec::new();
     let mut ended_at: Vec<(u64, i64)> = Vec::new();

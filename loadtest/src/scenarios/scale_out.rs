@@ -75,18 +75,7 @@ pub async fn run(args: ScaleOutArgs) -> anyhow::Result<()> {
 
 async fn measure(world: &mut World, args: &ScaleOutArgs) -> anyhow::Result<Value> {
     let a = world.args.clone();
-    let t0 = Instant::now();
-    world.apply_apps().await?;
-    let wait = world
-        .wait_synced(t0, Duration::from_secs(a.timeout))
-        .await?;
-    if wait.seconds_to_healthy.is_none() {
-        bail!(
-            "not every app became Synced and Healthy within {} s; first stuck: {:?}",
-            a.timeout,
-            wait.stuck.first()
-        );
-    }
+    let wait = world.deploy_all().await?;
     let mut ch = Changes::new(world, args.rate, args.churn_apps).await?;
     load_for(world, &mut ch, None, WARM_UP).await?;
     let before = ShardMap::read(world).await?;

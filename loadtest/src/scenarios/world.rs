@@ -496,6 +496,24 @@ impl World {
         Ok(common::shard_nodes(&doc))
     }
 
+    /// Apply every app and wait until all are Synced and Healthy (`--timeout`); fails,
+    /// naming the first stuck apps, when they are not. For scenarios that measure something
+    /// else once the apps are deployed.
+    pub async fn deploy_all(&mut self) -> anyhow::Result<SyncWait> {
+        let t0 = Instant::now();
+        self.apply_apps().await?;
+        let timeout = self.args.timeout;
+        let wait = self.wait_synced(t0, Duration::from_secs(timeout)).await?;
+        if wait.seconds_to_healthy.is_none() {
+            let first: Vec<Value> = wait.stuck.iter().take(5).cloned().collect();
+            anyhow::bail!(
+                "the apps were not all Synced and Healthy within {timeout} s; not measuring (first stuck: {})",
+                Value::Array(first)
+            );
+        }
+        Ok(wait)
+    }
+
     /// Stop the nodes, the clusters and the Git server; print where the logs are when the
     /// scenario failed.
     pub async fn shutdown(mut self, failed: bool) {
