@@ -413,6 +413,27 @@ impl Inner {
         }
     }
 
+    /// Queue every owned app that is neither queued nor running; returns how many there were.
+    fn requeue_missing(&self) -> usize {
+        let owned = self.owned();
+        let mut missing = 0;
+        for key in self.keys_where(|_, _| true) {
+            if self.shard(&key).is_some_and(|s| owned.contains(&s)) && !self.queue.contains(&key) {
+                missing += 1;
+                self.enqueue(&key, Duration::ZERO);
+            }
+        }
+        if missing > 0 {
+            metrics::counter!("flotilla_workqueue_requeued_missing_total")
+                .increment(missing as u64);
+            tracing::info!(
+                apps = missing,
+                "owned apps found outside the work queue; queued again"
+            );
+        }
+        missing
+    }
+
     /// Stop acting on every app whose shard is in `lost` (all apps when `None`).
     fn drop_shards(&self, lost: Option<&BTreeSet<ShardId>>) {
         let keys: Vec<String> = {
@@ -570,6 +591,9 @@ impl Inner {
     }
 }
 
+/// The longest time between two checks that every owned app is queued.
+const SWEEP_MAX: Duration = Duration::from_secs(30);
+
 async fn event_loop(
     inner: Arc<Inner>,
     mut store_events: tokio::sync::broadcast::Receiver<Arc<ChangeEvent>>,
@@ -577,9 +601,11 @@ async fn event_loop(
     mut changes: ChangeReceiver,
 ) {
     let mut live_open = true;
-    // A sweep re-queues every owned app that is not queued (after a full queue, or anything
-    // missed), for its regular resync.
-    let mut sweep = tokio::time::interval(inner.settings.resync.max(Duration::from_millis(100)));
+    // Every owned app is always queued (for its next resync at the latest) or running. A
+    // sweep checks that invariant: an owned app that is neither (after a full queue, or a
+    // trigger lost in a race) is queued at once and counted.
+    let period = inner.settings.resync.min(SWEEP_MAX);
+    let mut sweep = tokio::time::interval(period.max(Duration::from_millis(100)));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.tick().await;
     loop {
@@ -587,7 +613,7 @@ async fn event_loop(
             _ = inner.cancel.cancelled() => return,
             _ = sweep.tick() => {
                 if !inner.paused.load(Ordering::SeqCst) {
-                    inner.enqueue_owned(inner.settings.resync);
+                    inner.requeue_missing();
                 }
                 inner.publish_depth();
             }
