@@ -425,7 +425,8 @@ async fn lease_loss_stops_acting_and_interrupted_operations_are_closed() {
     })
     .await;
 
-    // Without a lease, running syncs stop, and drift is seen but nothing is done.
+    // Without a lease nothing is written: a lapse that lasts stops the running syncs, and
+    // drift waits in the queue.
     env.isolation.set(true);
     let shards = &env.shards;
     wait_for("the lease lapses", LIMIT, || async move {
@@ -437,16 +438,12 @@ async fn lease_loss_stops_acting_and_interrupted_operations_are_closed() {
         c.stats().running == 0
     })
     .await;
-    let refused = controller.stats().not_owned_total;
     env.delete_configmap("lease-a").await;
-    let c = &controller;
-    wait_for(
-        "the drift reaches the controller and is refused",
-        LIMIT,
-        || async move { c.stats().not_owned_total > refused },
-    )
-    .await;
-    assert!(env.configmap("lease-a").await.is_none());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        env.configmap("lease-a").await.is_none(),
+        "healed without a lease"
+    );
 
     // With the lease back, the app is healed.
     env.isolation.set(false);
@@ -545,6 +542,95 @@ async fn a_shard_given_away_stops_its_sync_until_it_comes_back() {
         .shards
         .may_act(flotilla_shard::shard_of(&key, map.shard_count()))
         .is_ok());
+
+    cancel.cancel();
+    tokio::time::timeout(LIMIT, controller.stopped())
+        .await
+        .expect("controller stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_commits_refresh_only_the_apps_whose_listed_paths_changed() {
+    let env = env::start().await;
+    env.repo
+        .write("one/cm.yaml", &cm("one-a", "1"))
+        .write("two/cm.yaml", &cm("two-a", "1"))
+        .write("three/cm.yaml", &cm("three-a", "1"))
+        .write("shared/values.yaml", "x: 1\n");
+    let first = env.repo.commit("apps");
+    let (store, url) = (&env.store, env.repo.url());
+    let record = |sha: String| {
+        let url = url.clone();
+        async move {
+            store
+                .propose(Command::RecordRevision {
+                    repo: url,
+                    git_ref: "main".into(),
+                    sha,
+                    at: 0,
+                })
+                .await
+                .expect("record revision");
+        }
+    };
+    record(first.clone()).await;
+    let cancel = CancellationToken::new();
+    // No periodic resync during the test: only new commits refresh.
+    let settings = ControllerSettings {
+        resync: Duration::from_secs(3600),
+        ..env::settings()
+    };
+    let controller = env.controller(settings, &cancel);
+    let automated = json!({"automated": {"prune": true}});
+    let annotated = |name: &str, paths: &str| {
+        let mut doc = env.app(name, name, automated.clone());
+        doc["metadata"]["annotations"] =
+            json!({"argocd.argoproj.io/manifest-generate-paths": paths});
+        doc
+    };
+    env.put_app(&annotated("one", ".")).await;
+    env.put_app(&annotated("two", ".;/shared")).await;
+    // Without the annotation every commit refreshes the app.
+    env.put_app(&env.app("three", "three", automated.clone()))
+        .await;
+    for name in ["one", "two", "three"] {
+        env.wait_status(name, "synced at the first commit", |s| {
+            s.sync.revision == first && s.is_synced_and_healthy()
+        })
+        .await;
+    }
+    let revision = |name: &str| {
+        env.status(name)
+            .map(|s| s.sync.revision)
+            .unwrap_or_default()
+    };
+
+    // A change under one/ refreshes `one` and `three`, not `two`.
+    env.repo.write("one/cm.yaml", &cm("one-a", "2"));
+    let second = env.repo.commit("one changes");
+    record(second.clone()).await;
+    env.wait_configmap("one-a", Some("2")).await;
+    for name in ["one", "three"] {
+        env.wait_status(name, "at the second commit", |s| s.sync.revision == second)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        revision("two"),
+        first,
+        "two lists neither one/ nor the root"
+    );
+
+    // A change under shared/ concerns `two` (an absolute path) and `three`, not `one`.
+    env.repo.write("shared/values.yaml", "x: 2\n");
+    let third = env.repo.commit("shared changes");
+    record(third.clone()).await;
+    for name in ["two", "three"] {
+        env.wait_status(name, "at the third commit", |s| s.sync.revision == third)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(revision("one"), second, "one lists only its own directory");
 
     cancel.cancel();
     tokio::time::timeout(LIMIT, controller.stopped())

@@ -71,6 +71,9 @@ pub struct FixtureSpec {
     pub applications_namespace: String,
     /// The Argo CD project of every Application.
     pub project: String,
+    /// Annotate each Application with `argocd.argoproj.io/manifest-generate-paths: .`, so a
+    /// commit refreshes only the apps whose directory it changed.
+    pub generate_paths: bool,
 }
 
 impl Default for FixtureSpec {
@@ -83,6 +86,7 @@ impl Default for FixtureSpec {
             target_revision: "main".to_string(),
             applications_namespace: "argocd".to_string(),
             project: "default".to_string(),
+            generate_paths: true,
         }
     }
 }
@@ -428,12 +432,17 @@ fn configmap(_spec: &FixtureSpec, i: usize, r: usize, generation: u64) -> String
 /// The Argo CD Application manifest of app `i`.
 fn application_manifest(spec: &FixtureSpec, i: usize) -> String {
     format!(
-        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: app-{i}\n  namespace: {ns}\nspec:\n  project: {project}\n  source:\n    repoURL: {url}\n    targetRevision: {rev}\n    path: apps/app-{i}\n  destination:\n    name: sim-{c}\n    namespace: app-{i}\n  syncPolicy:\n    automated:\n      prune: true\n      selfHeal: true\n    syncOptions:\n      - CreateNamespace=true\n",
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: app-{i}\n  namespace: {ns}\n{annotations}spec:\n  project: {project}\n  source:\n    repoURL: {url}\n    targetRevision: {rev}\n    path: apps/app-{i}\n  destination:\n    name: sim-{c}\n    namespace: app-{i}\n  syncPolicy:\n    automated:\n      prune: true\n      selfHeal: true\n    syncOptions:\n      - CreateNamespace=true\n",
         ns = spec.applications_namespace,
         project = spec.project,
         url = spec.repo_url,
         rev = spec.target_revision,
         c = i % spec.clusters,
+        annotations = if spec.generate_paths {
+            "  annotations:\n    argocd.argoproj.io/manifest-generate-paths: .\n"
+        } else {
+            ""
+        },
     )
 }
 

@@ -40,6 +40,11 @@ pub struct CommonArgs {
     /// Give up after this many seconds of measuring.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
+    /// Leave Argo CD's `argocd.argoproj.io/manifest-generate-paths: .` annotation off the
+    /// generated Applications, so that every commit refreshes every app (Argo CD's behaviour
+    /// without it).
+    #[arg(long)]
+    pub no_generate_paths: bool,
 }
 
 impl CommonArgs {

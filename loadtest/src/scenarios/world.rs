@@ -161,6 +161,7 @@ impl World {
                 resources_per_app: args.resources_per_app,
                 repo_url: git.url_for("apps.git"),
                 applications_namespace: NAMESPACE.into(),
+                generate_paths: !args.no_generate_paths,
                 ..FixtureSpec::default()
             },
         )

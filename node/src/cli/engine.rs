@@ -251,6 +251,7 @@ pub async fn run_sync(args: &SyncArgs, out: &mut impl std::io::Write) -> anyhow:
         retry,
         ignore: &diff.ignore,
         cancel: None,
+        gate: None,
     };
     let request = SyncRequest {
         prune: args.prune,

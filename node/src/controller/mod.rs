@@ -11,6 +11,7 @@
 //! self-heal), every write fenced by [`ShardNode::may_act`].
 
 mod document;
+pub mod paths;
 pub mod project;
 pub mod queue;
 mod reconcile;
@@ -26,7 +27,7 @@ use flotilla_shard::{shard_of, ShardId};
 use queue::{Added, WorkQueue};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -171,6 +172,51 @@ struct Indexed {
     project: String,
     /// (normalized repository URL, ref) of each Git source.
     sources: Vec<(String, String)>,
+    /// The paths its manifests are generated from, when it says
+    /// ([`paths::MANIFEST_GENERATE_PATHS`]): new commits that change none of them skip it.
+    refresh: Option<Arc<Vec<paths::RefreshPath>>>,
+}
+
+/// The indexed apps, by key and by name (live objects carry the app's name only).
+#[derive(Default)]
+struct Index {
+    apps: HashMap<String, Indexed>,
+    by_name: HashMap<String, BTreeSet<String>>,
+}
+
+impl Index {
+    fn insert(&mut self, key: &str, entry: Indexed) {
+        let name = entry.name.clone();
+        if let Some(old) = self.apps.insert(key.to_string(), entry) {
+            if old.name != name {
+                self.forget_name(&old.name, key);
+            }
+        }
+        self.by_name
+            .entry(name)
+            .or_default()
+            .insert(key.to_string());
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(old) = self.apps.remove(key) {
+            self.forget_name(&old.name, key);
+        }
+    }
+
+    fn forget_name(&mut self, name: &str, key: &str) {
+        if let Some(keys) = self.by_name.get_mut(name) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_name.remove(name);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.apps.clear();
+        self.by_name.clear();
+    }
 }
 
 pub(crate) struct Inner {
@@ -181,10 +227,11 @@ pub(crate) struct Inner {
     watched: Mutex<HashSet<String>>,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     apps: Mutex<HashMap<String, AppState>>,
-    index: Mutex<HashMap<String, Indexed>>,
+    index: Mutex<Index>,
     last_fetch: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// The last commit seen recorded for each (repository URL as written, ref).
+    revisions: Mutex<HashMap<(String, String), String>>,
     shard_count: AtomicU32,
-    paused: AtomicBool,
     reconciles: AtomicU64,
     syncs: AtomicU64,
     status_writes: AtomicU64,
@@ -218,8 +265,8 @@ impl Controller {
             apps: Mutex::default(),
             index: Mutex::default(),
             last_fetch: Mutex::default(),
+            revisions: Mutex::default(),
             shard_count: AtomicU32::new(0),
-            paused: AtomicBool::new(false),
             reconciles: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             status_writes: AtomicU64::new(0),
@@ -317,6 +364,27 @@ impl Inner {
         self.deps.shards.may_act(shard).map_err(|_| not_ours())
     }
 
+    /// [`Inner::may_act`], waiting up to [`crate::sync::executor::GATE_WAIT`] while only the
+    /// lease is missing (the map still gives this node the app's shard): a lease that
+    /// lapsed under load is usually renewed within a second, and giving up would throw the
+    /// reconcile's work away.
+    async fn may_act_soon(&self, key: &str) -> Result<flotilla_shard::Epoch, ControllerError> {
+        let deadline = tokio::time::Instant::now() + crate::sync::executor::GATE_WAIT;
+        loop {
+            match self.may_act(key) {
+                Ok(epoch) => return Ok(epoch),
+                Err(_)
+                    if self.owns(key)
+                        && tokio::time::Instant::now() < deadline
+                        && !self.cancel.is_cancelled() =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn enqueue(&self, key: &str, delay: Duration) {
         match self.queue.add_after(key, delay) {
             Added::New => metrics::counter!("flotilla_workqueue_adds_total").increment(1),
@@ -371,13 +439,14 @@ impl Inner {
                         )
                     })
                     .collect(),
+                refresh: paths::refresh_paths(&app).map(Arc::new),
             })
             .unwrap_or_else(|| Indexed {
                 name: key.rsplit('/').next().unwrap_or(key).to_string(),
                 ..Default::default()
             });
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        index.insert(key.to_string(), entry);
+        index.insert(key, entry);
     }
 
     fn rebuild_index(&self) {
@@ -392,11 +461,20 @@ impl Inner {
         for rec in apps {
             self.index_app(&rec.app, &rec.spec);
         }
+        match self.deps.store.local().revisions() {
+            Ok(revs) => {
+                let mut known = self.revisions.lock().unwrap_or_else(|p| p.into_inner());
+                known.clear();
+                known.extend(revs.into_iter().map(|r| ((r.repo, r.git_ref), r.sha)));
+            }
+            Err(e) => tracing::warn!(error = %e, "reading recorded revisions for the controller"),
+        }
     }
 
     fn keys_where(&self, f: impl Fn(&str, &Indexed) -> bool) -> Vec<String> {
         let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
         index
+            .apps
             .iter()
             .filter(|(k, i)| f(k, i))
             .map(|(k, _)| k.clone())
@@ -426,7 +504,7 @@ impl Inner {
         if missing > 0 {
             metrics::counter!("flotilla_workqueue_requeued_missing_total")
                 .increment(missing as u64);
-            tracing::info!(
+            tracing::warn!(
                 apps = missing,
                 "owned apps found outside the work queue; queued again"
             );
@@ -494,7 +572,7 @@ impl Inner {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn on_command(&self, command: &Command) {
+    fn on_command(self: &Arc<Self>, command: &Command) {
         let d = self.settings.debounce;
         match command {
             Command::PutApp { app, spec, .. } => {
@@ -517,17 +595,43 @@ impl Inner {
                     }
                 }
             }
-            Command::RecordRevision { repo, git_ref, .. } => {
+            Command::RecordRevision {
+                repo, git_ref, sha, ..
+            } => {
                 let norm = crate::source::normalize_url(repo);
-                for key in self
-                    .keys_where(|_, i| i.sources.iter().any(|(u, r)| *u == norm && r == git_ref))
-                {
-                    // No forced fetch: the reconcile compares the cached commit with the
-                    // recorded one and fetches only while they differ, so one push costs
-                    // one fetch per repository, not one per app.
-                    if self.owns(&key) {
-                        self.enqueue(&key, d);
+                let previous = self
+                    .revisions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((repo.clone(), git_ref.clone()), sha.clone());
+                let following: Vec<(String, Option<Arc<Vec<paths::RefreshPath>>>)> = {
+                    let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+                    index
+                        .apps
+                        .iter()
+                        .filter(|(_, i)| i.sources.iter().any(|(u, r)| *u == norm && r == git_ref))
+                        .map(|(k, i)| (k.clone(), i.refresh.clone()))
+                        .collect()
+                };
+                // No forced fetch: the reconcile compares the cached commit with the
+                // recorded one and fetches only while they differ, so one push costs one
+                // fetch per repository, not one per app.
+                let mut by_paths = Vec::new();
+                for (key, refresh) in following {
+                    if !self.owns(&key) {
+                        continue;
                     }
+                    match (refresh, &previous) {
+                        (Some(p), Some(old)) if old != sha => by_paths.push((key, p)),
+                        _ => self.enqueue(&key, d),
+                    }
+                }
+                if let (false, Some(old)) = (by_paths.is_empty(), previous) {
+                    let inner = self.clone();
+                    let (url, new) = (repo.clone(), sha.clone());
+                    tokio::spawn(async move {
+                        inner.refresh_changed(&url, &old, &new, by_paths).await;
+                    });
                 }
             }
             Command::RequestRefresh { app, hard, .. } if self.owns(app) => {
@@ -546,8 +650,67 @@ impl Inner {
         }
     }
 
+    /// Queue the apps of `candidates` that the files changed between two commits concern;
+    /// all of them when the change cannot be read.
+    async fn refresh_changed(
+        &self,
+        url: &str,
+        old: &str,
+        new: &str,
+        candidates: Vec<(String, Arc<Vec<paths::RefreshPath>>)>,
+    ) {
+        let d = self.settings.debounce;
+        let sources = self.deps.renderer.sources();
+        let changed = match sources
+            .resolve(url, new, crate::source::Freshness::Cached)
+            .await
+        {
+            Ok(_) => {
+                let (o, n) = (old.to_string(), new.to_string());
+                sources
+                    .with_repo(url, move |repo| {
+                        paths::changed_files(repo, &o, &n).map_err(crate::source::git_err(format!(
+                            "compare commits {o} and {n}"
+                        )))
+                    })
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let changed = match changed {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(repo = %crate::source::redact_url(url), error = %e,
+                    "cannot tell which paths changed; refreshing every app that lists paths");
+                for (key, _) in candidates {
+                    self.enqueue(&key, d);
+                }
+                return;
+            }
+        };
+        let mut skipped = 0u64;
+        for (key, refresh) in candidates {
+            if paths::concerns(&refresh, &changed) {
+                self.enqueue(&key, d);
+            } else {
+                skipped += 1;
+            }
+        }
+        metrics::counter!("flotilla_refresh_skipped_total").increment(skipped);
+        tracing::debug!(repo = %crate::source::redact_url(url), files = changed.len(), skipped,
+            "new commit: apps whose manifest paths did not change are not refreshed");
+    }
+
     fn on_live_change(&self, app_name: &str) {
-        for key in self.keys_where(|_, i| i.name == app_name) {
+        let keys: Vec<String> = {
+            let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+            index
+                .by_name
+                .get(app_name)
+                .map(|k| k.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        for key in keys {
             if self.owns(&key) {
                 self.enqueue(&key, self.settings.debounce);
             }
@@ -569,13 +732,44 @@ impl Inner {
                     }
                 }
             }
-            ShardEvent::LeaseLost => {
-                self.paused.store(true, Ordering::SeqCst);
-                self.drop_shards(None);
+            // A lapse keeps the queue: workers wait for the lease (see `wait_active`), syncs
+            // hold their writes at the gate, and the store fences every status write. Shards
+            // that move meanwhile arrive as `Changed` and are dropped then.
+            ShardEvent::LeaseLost | ShardEvent::LeaseRegained => {}
+        }
+    }
+
+    /// Whether this node may act on nothing now (its shard lease has lapsed).
+    fn paused(&self) -> bool {
+        !self.deps.shards.ownership().borrow().lease_valid
+    }
+
+    /// Cancel every running sync (their apps stay queued).
+    fn cancel_syncs(&self) {
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        for c in apps.values().filter_map(|s| s.cancel.as_ref()) {
+            c.cancel();
+            n += 1;
+        }
+        if n > 0 {
+            tracing::warn!(
+                syncs = n,
+                "the shard lease stays lapsed: running syncs cancelled"
+            );
+        }
+    }
+
+    /// Wait until the shard lease is valid; `false` once the controller stops.
+    async fn wait_active(&self) -> bool {
+        let mut rx = self.deps.shards.ownership();
+        loop {
+            if rx.borrow_and_update().lease_valid {
+                return true;
             }
-            ShardEvent::LeaseRegained => {
-                self.paused.store(false, Ordering::SeqCst);
-                self.enqueue_owned(Duration::ZERO);
+            tokio::select! {
+                _ = self.cancel.cancelled() => return false,
+                r = rx.changed() => if r.is_err() { return false },
             }
         }
     }
@@ -608,11 +802,25 @@ async fn event_loop(
     let mut sweep = tokio::time::interval(period.max(Duration::from_millis(100)));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.tick().await;
+    // A lapse that outlasts the write gate's wait stops the running syncs.
+    let mut lapse_deadline: Option<tokio::time::Instant> = None;
     loop {
+        let lapse = async {
+            match lapse_deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = inner.cancel.cancelled() => return,
+            _ = lapse => {
+                lapse_deadline = None;
+                if inner.paused() {
+                    inner.cancel_syncs();
+                }
+            }
             _ = sweep.tick() => {
-                if !inner.paused.load(Ordering::SeqCst) {
+                if !inner.paused() {
                     inner.requeue_missing();
                 }
                 inner.publish_depth();
@@ -629,15 +837,37 @@ async fn event_loop(
                         inner.resync_ownership();
                     }
                 },
-                Err(RecvError::Lagged(_)) => {
+                Err(RecvError::Lagged(missed)) => {
+                    metrics::counter!("flotilla_controller_events_lagged_total").increment(1);
+                    tracing::warn!(missed, "controller fell behind the store's changes; \
+                        re-reading every app");
                     inner.rebuild_index();
                     inner.resync_ownership();
                 }
                 Err(RecvError::Closed) => return,
             },
             e = shard_events.recv() => match e {
-                Ok(ev) => inner.on_shard_event(ev),
-                Err(RecvError::Lagged(_)) => inner.resync_ownership(),
+                Ok(ev) => {
+                    match ev {
+                        ShardEvent::LeaseLost => {
+                            lapse_deadline = Some(
+                                tokio::time::Instant::now() + crate::sync::executor::GATE_WAIT,
+                            );
+                        }
+                        ShardEvent::LeaseRegained => lapse_deadline = None,
+                        ShardEvent::Changed(_) => {}
+                    }
+                    inner.on_shard_event(ev);
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "controller missed shard events; re-reading ownership");
+                    let owned = inner.owned();
+                    let not_owned: BTreeSet<ShardId> = (0..inner.shard_count())
+                        .filter(|s| !owned.contains(s))
+                        .collect();
+                    inner.drop_shards(Some(&not_owned));
+                    inner.requeue_missing();
+                }
                 Err(RecvError::Closed) => return,
             },
             c = changes.recv(), if live_open => match c {
@@ -649,7 +879,14 @@ async fn event_loop(
 }
 
 async fn worker(inner: Arc<Inner>) {
-    while let Some(key) = inner.queue.next(&inner.cancel).await {
+    loop {
+        // While the lease has lapsed nothing is taken: the queue waits as it is.
+        if !inner.wait_active().await {
+            return;
+        }
+        let Some(key) = inner.queue.next(&inner.cancel).await else {
+            return;
+        };
         inner.publish_depth();
         let started = std::time::Instant::now();
         let outcome = reconcile::reconcile(&inner, &key).await;
@@ -667,16 +904,19 @@ async fn worker(inner: Arc<Inner>) {
             Err(ControllerError::NotOurs(_)) => {
                 inner.not_owned.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(app = %key, "not acting: not ours");
-                if !inner.owns(&key) || inner.paused.load(Ordering::SeqCst) {
+                if !inner.owns(&key) {
                     inner.drop_app(&key);
                 } else {
-                    // Owned in the map but the lease is not valid yet: try again soon.
-                    inner.enqueue(&key, inner.settings.error_retry);
+                    // Owned in the map, but the lease stayed away: try again, spread out so
+                    // that the apps cut short together do not all come back at once.
+                    let retry = inner.settings.error_retry;
+                    inner.enqueue(&key, retry + jitter(retry / 2));
                 }
             }
             Err(e) => {
                 tracing::warn!(app = %key, error = %e, "reconcile failed");
-                inner.enqueue(&key, inner.settings.error_retry);
+                let retry = inner.settings.error_retry;
+                inner.enqueue(&key, retry + jitter(retry / 2));
             }
         }
         inner.publish_depth();

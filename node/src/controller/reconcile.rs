@@ -14,7 +14,7 @@ use crate::live::{self, Comparison};
 use crate::model::Application;
 use crate::source::{normalize_url, Freshness};
 use crate::status::{self, sync_code, AppStatus, Condition, OperationRequest};
-use crate::sync::executor::{sync_compared, SyncContext, SyncRequest};
+use crate::sync::executor::{sync_compared, SyncContext, SyncRequest, WriteGate};
 use crate::sync::result::{
     now_rfc3339, should_auto_sync, AutoSyncDecision, AutoSyncInput, OperationPhase, OperationResult,
 };
@@ -60,7 +60,7 @@ impl Inner {
         key: &str,
         make: impl FnOnce(u64, flotilla_shard::Epoch) -> Command,
     ) -> Result<flotilla_raft::Applied, ControllerError> {
-        let epoch = self.may_act(key)?;
+        let epoch = self.may_act_soon(key).await?;
         let cmd = make(self.deps.store.id(), epoch);
         self.deps
             .store
@@ -186,7 +186,7 @@ struct Compared {
 
 /// Reconcile one application.
 pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, ControllerError> {
-    inner.may_act(key)?;
+    inner.may_act_soon(key).await?;
     let reader = inner.deps.store.local();
     let Some(rec) = reader.app(key)? else {
         inner.drop_app(key);
@@ -296,8 +296,9 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
             let req = op_request(o);
             // An operation cut short (its node died, lost the app's shard or its lease, or
             // shut down) says nothing about the revision: it is not a failure to respect.
-            let cut_short =
-                r.message == INTERRUPTED || r.message.starts_with(crate::sync::executor::CANCELLED);
+            let cut_short = r.message == INTERRUPTED
+                || r.message
+                    .starts_with(crate::sync::executor::CUT_SHORT_PREFIX);
             (req.initiated_by == "automated" && !cut_short).then_some((r.revision, r.phase))
         });
         heal = last
@@ -485,6 +486,7 @@ async fn run_operation(
         return Ok(None);
     }
     let token = inner.cancel.child_token();
+    let may_write = || inner.may_act(key).is_ok();
     inner.with_state(key, |s| s.cancel = Some(token.clone()));
     let ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let ctx = SyncContext {
@@ -506,6 +508,7 @@ async fn run_operation(
         retry,
         ignore: &parts.diff.ignore,
         cancel: Some(&token),
+        gate: Some(WriteGate(&may_write)),
     };
     let request = SyncRequest {
         prune: req.prune,

@@ -63,25 +63,62 @@ pub struct SyncContext<'a> {
     /// Cancelled when the node shuts down: retry backoffs and health/hook waits stop and
     /// the operation fails with [`CANCELLED`]. `None` never cancels.
     pub cancel: Option<&'a CancellationToken>,
+    /// Whether this node may write to the cluster now (its shard lease is valid and the
+    /// app's shard is its own). While it may not, writes wait for up to [`GATE_WAIT`], then
+    /// the operation fails with [`LEASE_LAPSED`]. `None` always may.
+    pub gate: Option<WriteGate<'a>>,
 }
+
+/// Asks whether this node may write to the app's cluster now.
+#[derive(Clone, Copy)]
+pub struct WriteGate<'a>(pub &'a (dyn Fn() -> bool + Send + Sync));
+
+impl std::fmt::Debug for WriteGate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteGate")
+    }
+}
+
+/// How long a write waits for a closed [`WriteGate`] to open again (a shard lease that
+/// lapsed under load is usually renewed within a second).
+pub const GATE_WAIT: Duration = Duration::from_secs(5);
+
+/// How the messages of operations stopped by the node itself begin: they say nothing about
+/// the revision, so an automated sync tries again.
+pub const CUT_SHORT_PREFIX: &str = "sync cancelled:";
 
 /// Message of an operation stopped by [`SyncContext::cancel`].
 pub const CANCELLED: &str =
     "sync cancelled: this node stopped acting on the app (shutdown, or its shard moved)";
+
+/// Message of an operation stopped because [`SyncContext::gate`] stayed closed.
+pub const LEASE_LAPSED: &str =
+    "sync cancelled: this node's shard lease lapsed and was not renewed in time";
 
 impl SyncContext<'_> {
     fn cancelled(&self) -> bool {
         self.cancel.is_some_and(CancellationToken::is_cancelled)
     }
 
-    /// `Err` with [`CANCELLED`] once the context is cancelled: checked before every write,
-    /// so a node that lost an app stops writing to its cluster at the next request.
-    fn check(&self) -> Result<(), String> {
+    /// `Err` with [`CANCELLED`] once the context is cancelled, checked before every write,
+    /// so a node that lost an app stops writing to its cluster at the next request; and
+    /// while the gate is closed, a wait for it to open (`Err` with [`LEASE_LAPSED`] when it
+    /// does not).
+    async fn check(&self) -> Result<(), String> {
         if self.cancelled() {
-            Err(CANCELLED.to_string())
-        } else {
-            Ok(())
+            return Err(CANCELLED.to_string());
         }
+        let Some(gate) = self.gate else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + GATE_WAIT;
+        while !(gate.0)() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LEASE_LAPSED.to_string());
+            }
+            self.pause(Duration::from_millis(50)).await?;
+        }
+        Ok(())
     }
 
     /// Sleep `d`; `Err` with [`CANCELLED`] as soon as the context is cancelled.
@@ -146,9 +183,9 @@ pub async fn execute(sync_plan: &SyncPlan, ctx: &SyncContext<'_>) -> OperationRe
                 op.message = "successfully synced (all tasks run)".into();
                 break;
             }
-            Err(message) if ctx.cancelled() => {
+            Err(message) if ctx.cancelled() || message == LEASE_LAPSED => {
                 op.phase = OperationPhase::Failed;
-                op.message = if message == CANCELLED {
+                op.message = if message == CANCELLED || message == LEASE_LAPSED {
                     message
                 } else {
                     format!("{CANCELLED} (last error: {message})")
@@ -199,7 +236,7 @@ async fn run_once(
     ctx: &SyncContext<'_>,
     results: &mut Vec<ResourceResult>,
 ) -> Result<(), String> {
-    ctx.check()?;
+    ctx.check().await?;
     if ctx.create_namespace && !ctx.namespace.is_empty() {
         let ns = apply::namespace_object(ctx.namespace, ctx.namespace_metadata)?;
         apply::write(ctx.cluster, &ns, Mode::ServerSide, ctx.dry_run, true)
@@ -213,10 +250,10 @@ async fn run_once(
     for step in &sync_plan.steps {
         let mut pending = Vec::new();
         for task in &step.tasks {
-            ctx.check()?;
+            ctx.check().await?;
             run_task(task, ctx, &crds, results, &mut pending).await;
         }
-        ctx.check()?;
+        ctx.check().await?;
         wait_step(ctx, results, pending).await?;
         let failed: Vec<String> = results
             .iter()
@@ -309,7 +346,7 @@ async fn preflight(
         if created.contains(&task.key.namespace) {
             continue;
         }
-        ctx.check()?;
+        ctx.check().await?;
         let outcome = match prepare(ctx, obj).await {
             Err(LiveError::Cluster(ClusterError::UnknownKind {
                 api_version, kind, ..

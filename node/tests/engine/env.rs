@@ -108,6 +108,7 @@ impl<'a> Sync<'a> {
             retry: self.retry,
             ignore: &self.diff.ignore,
             cancel: self.cancel.as_ref(),
+            gate: None,
         };
         let (op, _) = sync_app(&ctx, desired, &self.request, &self.diff)
             .await

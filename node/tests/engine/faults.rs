@@ -45,6 +45,7 @@ async fn sync_retries_after_injected_500s() {
         retry: None,
         ignore: &[],
         cancel: None,
+        gate: None,
     };
     let err = flotilla_node::sync::executor::sync_app(&ctx, &desired, &s.request, &s.diff).await;
     assert!(err.is_err(), "listing live state fails under 500s");
@@ -198,6 +199,7 @@ async fn shutdown_cancels_health_waits_and_retry_backoff() {
         }),
         ignore: &[],
         cancel: Some(&token),
+        gate: None,
     };
     let sim = &env.sim;
     let before = sim.fault_counts().errors;
@@ -218,4 +220,75 @@ async fn shutdown_cancels_health_waits_and_retry_backoff() {
     assert_eq!(op.phase, OperationPhase::Failed, "{op:#?}");
     assert!(op.message.contains(CANCELLED), "{op:#?}");
     assert_eq!(op.attempts, 1, "{op:#?}");
+}
+
+#[tokio::test]
+async fn a_closed_write_gate_holds_writes_then_gives_up() {
+    let env = start().await;
+    env.cluster.kinds().await.expect("discovery");
+    let custom = flotilla_node::health::lua::Customizations::none();
+    let open = std::sync::atomic::AtomicBool::new(false);
+    let may_write = || open.load(std::sync::atomic::Ordering::SeqCst);
+    let ctx = |app: &'static str| flotilla_node::sync::executor::SyncContext {
+        cluster: &env.cluster,
+        app,
+        namespace: "default",
+        tracking: Default::default(),
+        customizations: &custom,
+        dry_run: false,
+        create_namespace: false,
+        namespace_metadata: None,
+        revision: "r",
+        step_timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(50),
+        retry: None,
+        ignore: &[],
+        cancel: None,
+        gate: Some(flotilla_node::sync::executor::WriteGate(&may_write)),
+    };
+    let plan = |yaml: &str| {
+        flotilla_node::sync::plan::plan(&flotilla_node::sync::plan::PlanInput {
+            desired: &docs(yaml),
+            ..Default::default()
+        })
+        .expect("plan")
+    };
+
+    tracing::info!("closed, then opened: the write waits, then happens");
+    let held = plan(&cm("held", "1"));
+    let held_ctx = ctx("held");
+    let run = async {
+        tokio::join!(
+            flotilla_node::sync::executor::execute(&held, &held_ctx),
+            async {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                let written = get(&env, "v1", "ConfigMap", "default", "held").await;
+                open.store(true, std::sync::atomic::Ordering::SeqCst);
+                written
+            }
+        )
+    };
+    let (op, before_open) = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the held sync ends");
+    assert!(before_open.is_none(), "written through a closed gate");
+    assert_eq!(op.phase, OperationPhase::Succeeded, "{op:#?}");
+    assert!(get(&env, "v1", "ConfigMap", "default", "held")
+        .await
+        .is_some());
+
+    tracing::info!("kept closed: the sync gives up after the wait and writes nothing");
+    open.store(false, std::sync::atomic::Ordering::SeqCst);
+    let refused = plan(&cm("refused", "1"));
+    let op = tokio::time::timeout(
+        Duration::from_secs(30),
+        flotilla_node::sync::executor::execute(&refused, &ctx("refused")),
+    )
+    .await
+    .expect("the refused sync ends");
+    assert_eq!(op.phase, OperationPhase::Failed, "{op:#?}");
+    assert_eq!(op.message, flotilla_node::sync::executor::LEASE_LAPSED);
+    assert!(get(&env, "v1", "ConfigMap", "default", "refused")
+        .await
+        .is_none());
 }

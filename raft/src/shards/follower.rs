@@ -154,8 +154,16 @@ impl Shared {
         st.lease_valid = valid;
         self.watch.send_modify(|o| o.lease_valid = valid);
         let ev = if valid {
+            tracing::info!(
+                node = self.node,
+                "shard lease regained: acting on owned shards again"
+            );
             ShardEvent::LeaseRegained
         } else {
+            tracing::warn!(
+                node = self.node,
+                "shard lease lapsed: acting on no shard until renewed"
+            );
             ShardEvent::LeaseLost
         };
         let _ = self.events.send(ev);
