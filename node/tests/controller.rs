@@ -49,6 +49,21 @@ return hs"#,
     }
 }
 
+/// Wait until the controller has had nothing ready or running for half a second.
+async fn wait_idle(controller: &flotilla_node::controller::Controller) {
+    wait_for("the controller is idle", LIMIT, || async move {
+        for _ in 0..5 {
+            let st = controller.stats();
+            if st.queue_depth > 0 || st.running > 0 {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    })
+    .await;
+}
+
 async fn request_operation(env: &Env, name: &str, op_id: &str, req: OperationRequest) {
     env.store
         .propose(Command::RequestOperation {
@@ -573,9 +588,9 @@ async fn new_commits_refresh_only_the_apps_whose_listed_paths_changed() {
                 .expect("record revision");
         }
     };
-    record(first.clone()).await;
     let cancel = CancellationToken::new();
-    // No periodic resync during the test: only new commits refresh.
+    // No periodic resync during the test: only new commits refresh. Nothing is recorded
+    // before the second commit, so that one is compared from the revision each status shows.
     let settings = ControllerSettings {
         resync: Duration::from_secs(3600),
         ..env::settings()
@@ -604,6 +619,9 @@ async fn new_commits_refresh_only_the_apps_whose_listed_paths_changed() {
             .map(|s| s.sync.revision)
             .unwrap_or_default()
     };
+    // Let the echoes of the first syncs (live changes of the objects they wrote) settle:
+    // any reconcile after the next record would render the recorded commit.
+    wait_idle(&controller).await;
 
     // A change under one/ refreshes `one` and `three`, not `two`.
     env.repo.write("one/cm.yaml", &cm("one-a", "2"));
@@ -620,6 +638,8 @@ async fn new_commits_refresh_only_the_apps_whose_listed_paths_changed() {
         first,
         "two lists neither one/ nor the root"
     );
+
+    wait_idle(&controller).await;
 
     // A change under shared/ concerns `two` (an absolute path) and `three`, not `one`.
     env.repo.write("shared/values.yaml", "x: 2\n");

@@ -165,6 +165,9 @@ struct AppState {
     backoff: Option<(tokio::time::Instant, Duration)>,
 }
 
+/// An app a new commit may concern, with the paths its manifests come from.
+type Candidate = (String, Arc<Vec<paths::RefreshPath>>);
+
 /// What the controller remembers about an app's spec, for routing triggers.
 #[derive(Debug, Clone, Default)]
 struct Indexed {
@@ -386,7 +389,16 @@ impl Inner {
     }
 
     fn enqueue(&self, key: &str, delay: Duration) {
-        match self.queue.add_after(key, delay) {
+        self.added(key, self.queue.add_after(key, delay));
+    }
+
+    /// Queue ahead of background work: what a user or a new commit asked for.
+    fn enqueue_urgent(&self, key: &str, delay: Duration) {
+        self.added(key, self.queue.add_urgent_after(key, delay));
+    }
+
+    fn added(&self, key: &str, added: Added) {
+        match added {
             Added::New => metrics::counter!("flotilla_workqueue_adds_total").increment(1),
             Added::Coalesced => {}
             Added::Full => {
@@ -578,7 +590,7 @@ impl Inner {
             Command::PutApp { app, spec, .. } => {
                 self.index_app(app, spec);
                 if self.owns(app) {
-                    self.enqueue(app, d);
+                    self.enqueue_urgent(app, d);
                 }
             }
             Command::DeleteApp { app } => {
@@ -621,16 +633,16 @@ impl Inner {
                     if !self.owns(&key) {
                         continue;
                     }
-                    match (refresh, &previous) {
-                        (Some(p), Some(old)) if old != sha => by_paths.push((key, p)),
-                        _ => self.enqueue(&key, d),
+                    match refresh {
+                        Some(p) if previous.as_ref() != Some(sha) => by_paths.push((key, p)),
+                        _ => self.enqueue_urgent(&key, d),
                     }
                 }
-                if let (false, Some(old)) = (by_paths.is_empty(), previous) {
+                if !by_paths.is_empty() {
                     let inner = self.clone();
                     let (url, new) = (repo.clone(), sha.clone());
                     tokio::spawn(async move {
-                        inner.refresh_changed(&url, &old, &new, by_paths).await;
+                        inner.refresh_changed(&url, previous, &new, by_paths).await;
                     });
                 }
             }
@@ -638,10 +650,10 @@ impl Inner {
                 if *hard {
                     self.with_state(app, |s| s.hard = true);
                 }
-                self.enqueue(app, Duration::ZERO);
+                self.enqueue_urgent(app, Duration::ZERO);
             }
             Command::RequestOperation { app, .. } if self.owns(app) => {
-                self.enqueue(app, Duration::ZERO);
+                self.enqueue_urgent(app, Duration::ZERO);
             }
             Command::SetShardMap(map) if map.shard_count() > 0 => {
                 self.shard_count.store(map.shard_count(), Ordering::Relaxed);
@@ -650,55 +662,79 @@ impl Inner {
         }
     }
 
-    /// Queue the apps of `candidates` that the files changed between two commits concern;
-    /// all of them when the change cannot be read.
+    /// Queue the apps of `candidates` that the files changed between the previous commit
+    /// and `new` concern; all of them when the change cannot be read. Without a previous
+    /// recorded commit (the first one recorded since this node started following the ref),
+    /// each app is compared from the revision its status shows.
     async fn refresh_changed(
         &self,
         url: &str,
-        old: &str,
+        previous: Option<String>,
         new: &str,
-        candidates: Vec<(String, Arc<Vec<paths::RefreshPath>>)>,
+        candidates: Vec<Candidate>,
     ) {
         let d = self.settings.debounce;
-        let sources = self.deps.renderer.sources();
-        let changed = match sources
-            .resolve(url, new, crate::source::Freshness::Cached)
-            .await
-        {
-            Ok(_) => {
-                let (o, n) = (old.to_string(), new.to_string());
-                sources
-                    .with_repo(url, move |repo| {
-                        paths::changed_files(repo, &o, &n).map_err(crate::source::git_err(format!(
-                            "compare commits {o} and {n}"
-                        )))
-                    })
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let changed = match changed {
-            Ok(files) => files,
-            Err(e) => {
-                tracing::warn!(repo = %crate::source::redact_url(url), error = %e,
-                    "cannot tell which paths changed; refreshing every app that lists paths");
-                for (key, _) in candidates {
-                    self.enqueue(&key, d);
-                }
-                return;
-            }
-        };
-        let mut skipped = 0u64;
+        let mut by_old: HashMap<String, Vec<Candidate>> = HashMap::new();
         for (key, refresh) in candidates {
-            if paths::concerns(&refresh, &changed) {
-                self.enqueue(&key, d);
-            } else {
-                skipped += 1;
+            let old = match &previous {
+                Some(p) => Some(p.clone()),
+                None => self.shown_revision(&key),
+            };
+            match old {
+                Some(old) if old == new => {}
+                Some(old) => by_old.entry(old).or_default().push((key, refresh)),
+                None => self.enqueue_urgent(&key, d),
+            }
+        }
+        let sources = self.deps.renderer.sources();
+        let mut skipped = 0u64;
+        for (old, apps) in by_old {
+            let changed = match sources
+                .resolve(url, new, crate::source::Freshness::Cached)
+                .await
+            {
+                Ok(_) => {
+                    let (o, n) = (old.clone(), new.to_string());
+                    sources
+                        .with_repo(url, move |repo| {
+                            paths::changed_files(repo, &o, &n).map_err(crate::source::git_err(
+                                format!("compare commits {o} and {n}"),
+                            ))
+                        })
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match changed {
+                Ok(files) => {
+                    for (key, refresh) in apps {
+                        if paths::concerns(&refresh, &files) {
+                            self.enqueue_urgent(&key, d);
+                        } else {
+                            skipped += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(repo = %crate::source::redact_url(url), error = %e,
+                        "cannot tell which paths changed; refreshing the apps that list paths");
+                    for (key, _) in apps {
+                        self.enqueue_urgent(&key, d);
+                    }
+                }
             }
         }
         metrics::counter!("flotilla_refresh_skipped_total").increment(skipped);
-        tracing::debug!(repo = %crate::source::redact_url(url), files = changed.len(), skipped,
+        tracing::debug!(repo = %crate::source::redact_url(url), skipped,
             "new commit: apps whose manifest paths did not change are not refreshed");
+    }
+
+    /// The single revision an app's status shows, if it has one.
+    fn shown_revision(&self, key: &str) -> Option<String> {
+        let rec = self.deps.store.local().status(key).ok().flatten()?;
+        let st: crate::status::AppStatus = serde_json::from_str(rec.status.as_str()).ok()?;
+        let rev = st.sync.revision;
+        (rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())).then_some(rev)
     }
 
     fn on_live_change(&self, app_name: &str) {

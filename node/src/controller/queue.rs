@@ -3,7 +3,10 @@
 //!
 //! An entry becomes ready at its `ready_at`; adding a key that is queued keeps the earlier
 //! of the two times, so triggers coalesce. A key added while a worker holds it is marked
-//! dirty and queued again when the worker calls [`WorkQueue::done`].
+//! dirty and queued again when the worker calls [`WorkQueue::done`]. Urgent entries (what a
+//! user or a new commit asked for) are handed out before every ready ordinary one (periodic
+//! resyncs, echoes of the controller's own writes), so a backlog of background work does not
+//! delay them.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -14,15 +17,40 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
 struct State {
-    /// Queued keys by time they become ready.
+    /// Queued ordinary keys by time they become ready.
     order: BTreeSet<(Instant, u64, String)>,
-    /// Queued keys: their place in `order`.
-    queued: HashMap<String, (Instant, u64)>,
+    /// Queued urgent keys by time they become ready.
+    urgent: BTreeSet<(Instant, u64, String)>,
+    /// Queued keys: their place in `order` or `urgent` (when the flag is set).
+    queued: HashMap<String, (Instant, u64, bool)>,
     /// Keys held by a worker.
     running: HashSet<String>,
-    /// Keys added while running: when they should be ready again.
-    dirty: HashMap<String, Instant>,
+    /// Keys added while running: when they should be ready again, and whether urgent.
+    dirty: HashMap<String, (Instant, bool)>,
     seq: u64,
+}
+
+impl State {
+    fn set(&mut self, urgent: bool) -> &mut BTreeSet<(Instant, u64, String)> {
+        if urgent {
+            &mut self.urgent
+        } else {
+            &mut self.order
+        }
+    }
+
+    fn unqueue(&mut self, key: &str) {
+        if let Some((at, seq, urgent)) = self.queued.remove(key) {
+            self.set(urgent).remove(&(at, seq, key.to_string()));
+        }
+    }
+
+    fn enqueue(&mut self, key: &str, at: Instant, urgent: bool) {
+        self.seq += 1;
+        let seq = self.seq;
+        self.set(urgent).insert((at, seq, key.to_string()));
+        self.queued.insert(key.to_string(), (at, seq, urgent));
+    }
 }
 
 /// A bounded, keyed, delaying work queue.
@@ -59,18 +87,27 @@ impl WorkQueue {
 
     /// Queue `key` to become ready after `delay` (or earlier, if it is already queued sooner).
     pub fn add_after(&self, key: &str, delay: Duration) -> Added {
+        self.add(key, delay, false)
+    }
+
+    /// Queue `key` as urgent: once ready, it goes before every ready ordinary key.
+    pub fn add_urgent_after(&self, key: &str, delay: Duration) -> Added {
+        self.add(key, delay, true)
+    }
+
+    fn add(&self, key: &str, delay: Duration, urgent: bool) -> Added {
         let at = Instant::now() + delay;
         let mut s = self.lock();
         if s.running.contains(key) {
-            let e = s.dirty.entry(key.to_string()).or_insert(at);
-            *e = (*e).min(at);
+            let e = s.dirty.entry(key.to_string()).or_insert((at, urgent));
+            *e = (e.0.min(at), e.1 || urgent);
             return Added::Coalesced;
         }
-        if let Some(&(old, seq)) = s.queued.get(key) {
-            if at < old {
-                s.order.remove(&(old, seq, key.to_string()));
-                s.order.insert((at, seq, key.to_string()));
-                s.queued.insert(key.to_string(), (at, seq));
+        if let Some(&(old, _, was_urgent)) = s.queued.get(key) {
+            let (at, urgent) = (at.min(old), urgent || was_urgent);
+            if at < old || urgent != was_urgent {
+                s.unqueue(key);
+                s.enqueue(key, at, urgent);
                 drop(s);
                 self.wake.notify_waiters();
             }
@@ -79,10 +116,7 @@ impl WorkQueue {
         if s.queued.len() >= self.capacity {
             return Added::Full;
         }
-        s.seq += 1;
-        let seq = s.seq;
-        s.order.insert((at, seq, key.to_string()));
-        s.queued.insert(key.to_string(), (at, seq));
+        s.enqueue(key, at, urgent);
         drop(s);
         self.wake.notify_waiters();
         Added::New
@@ -91,9 +125,7 @@ impl WorkQueue {
     /// Remove a key from the queue (and forget that it was re-added while running).
     pub fn remove(&self, key: &str) {
         let mut s = self.lock();
-        if let Some((at, seq)) = s.queued.remove(key) {
-            s.order.remove(&(at, seq, key.to_string()));
-        }
+        s.unqueue(key);
         s.dirty.remove(key);
     }
 
@@ -107,7 +139,10 @@ impl WorkQueue {
     pub fn ready(&self) -> usize {
         let now = Instant::now();
         let s = self.lock();
-        s.order.iter().take_while(|(at, _, _)| *at <= now).count()
+        let ready = |set: &BTreeSet<(Instant, u64, String)>| {
+            set.iter().take_while(|(at, _, _)| *at <= now).count()
+        };
+        ready(&s.urgent) + ready(&s.order)
     }
 
     /// Whether a key is queued or running.
@@ -125,16 +160,22 @@ impl WorkQueue {
             let wait_until = {
                 let mut s = self.lock();
                 let now = Instant::now();
-                match s.order.first().cloned() {
-                    Some((at, seq, key)) if at <= now => {
-                        s.order.remove(&(at, seq, key.clone()));
-                        s.queued.remove(&key);
-                        s.running.insert(key.clone());
-                        return Some(key);
-                    }
-                    Some((at, _, _)) => Some(at),
-                    None => None,
+                let first_urgent = s.urgent.first().cloned();
+                let first = s.order.first().cloned();
+                let take = [first_urgent.clone(), first.clone()]
+                    .into_iter()
+                    .flatten()
+                    .find(|(at, _, _)| *at <= now);
+                if let Some((_, _, key)) = take {
+                    s.unqueue(&key);
+                    s.running.insert(key.clone());
+                    return Some(key);
                 }
+                [first_urgent, first]
+                    .into_iter()
+                    .flatten()
+                    .map(|(at, _, _)| at)
+                    .min()
             };
             let sleep = async {
                 match wait_until {
@@ -155,16 +196,11 @@ impl WorkQueue {
     pub fn done(&self, key: &str) -> bool {
         let mut s = self.lock();
         s.running.remove(key);
-        let Some(at) = s.dirty.remove(key) else {
+        let Some((at, urgent)) = s.dirty.remove(key) else {
             return false;
         };
-        s.seq += 1;
-        let seq = s.seq;
-        if let Some((old, oseq)) = s.queued.remove(key) {
-            s.order.remove(&(old, oseq, key.to_string()));
-        }
-        s.order.insert((at, seq, key.to_string()));
-        s.queued.insert(key.to_string(), (at, seq));
+        s.unqueue(key);
+        s.enqueue(key, at, urgent);
         drop(s);
         self.wake.notify_waiters();
         true
@@ -200,6 +236,32 @@ mod tests {
         assert_eq!(q.len(), (0, 0));
         cancel.cancel();
         assert_eq!(q.next(&cancel).await, None);
+    }
+
+    #[tokio::test]
+    async fn urgent_keys_go_before_ready_ordinary_ones() {
+        let q = WorkQueue::new(10);
+        let cancel = CancellationToken::new();
+        q.add_after("resync-1", Duration::ZERO);
+        q.add_after("resync-2", Duration::ZERO);
+        q.add_urgent_after("push", Duration::from_millis(20));
+        q.add_after("later", Duration::from_secs(3600));
+        // Not ready yet: ordinary keys go first.
+        assert_eq!(q.next(&cancel).await.as_deref(), Some("resync-1"));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(q.ready(), 2);
+        assert_eq!(q.next(&cancel).await.as_deref(), Some("push"));
+        // An ordinary key made urgent moves ahead, keeping the earlier time.
+        q.add_urgent_after("later", Duration::ZERO);
+        assert_eq!(q.next(&cancel).await.as_deref(), Some("later"));
+        assert_eq!(q.next(&cancel).await.as_deref(), Some("resync-2"));
+        // Urgency added while running survives the requeue.
+        q.add_urgent_after("resync-1", Duration::ZERO);
+        q.add_after("other", Duration::ZERO);
+        assert!(q.done("resync-1"));
+        assert_eq!(q.next(&cancel).await.as_deref(), Some("resync-1"));
+        assert_eq!(q.next(&cancel).await.as_deref(), Some("other"));
+        assert_eq!(q.len(), (0, 5));
     }
 
     #[tokio::test]

@@ -71,6 +71,7 @@ pub enum HttpError {
 struct Shared {
     deps: HttpDeps,
     resolve: mpsc::Sender<Vec<TrackedRef>>,
+    tracked: Arc<repos::TrackedCache>,
 }
 
 /// Serve on `listener` until `cancel` fires, then finish open requests and return.
@@ -92,7 +93,12 @@ pub async fn serve(
         rx,
         worker_cancel.clone(),
     ));
-    let shared = Arc::new(Shared { deps, resolve: tx });
+    let tracked = repos::TrackedCache::start(&deps.store, worker_cancel.clone());
+    let shared = Arc::new(Shared {
+        deps,
+        resolve: tx,
+        tracked,
+    });
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -192,7 +198,7 @@ async fn handle_webhook(s: &Shared, headers: &HeaderMap, body: &[u8]) -> Respons
             );
         }
     };
-    let tracked = match repos::tracked_refs(s.deps.store.local()) {
+    let tracked = match s.tracked.get(&s.deps.store).await {
         Ok(t) => t,
         Err(e) => {
             return answer(

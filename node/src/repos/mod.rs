@@ -90,6 +90,66 @@ pub fn tracked_refs(
     Ok(out)
 }
 
+/// Every tracked ref by normalized repository URL, as [`tracked_refs`] returns it.
+pub type Tracked = BTreeMap<String, BTreeSet<TrackedRef>>;
+
+/// [`tracked_refs`] kept between calls and read again only after applications changed:
+/// reading it parses every stored application, too much to do for each webhook.
+pub struct TrackedCache {
+    /// Bumped by every change of the stored applications.
+    version: Arc<std::sync::atomic::AtomicU64>,
+    cached: std::sync::Mutex<Option<(u64, Arc<Tracked>)>>,
+}
+
+impl TrackedCache {
+    /// A cache following the store's changes until `cancel` fires.
+    pub fn start(store: &Store, cancel: CancellationToken) -> Arc<TrackedCache> {
+        use std::sync::atomic::Ordering;
+        let cache = Arc::new(TrackedCache {
+            version: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+            cached: std::sync::Mutex::new(None),
+        });
+        let mut rx = store.subscribe();
+        let version = cache.version.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    ev = rx.recv() => match ev {
+                        Ok(ev) if touches_apps(&ev) => {
+                            version.fetch_add(1, Ordering::AcqRel);
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            version.fetch_add(1, Ordering::AcqRel);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        });
+        cache
+    }
+
+    /// The tracked refs now (read again on a blocking thread when applications changed).
+    pub async fn get(&self, store: &Store) -> Result<Arc<Tracked>, ReadError> {
+        let version = self.version.load(std::sync::atomic::Ordering::Acquire);
+        if let Some((v, t)) = &*self.cached.lock().unwrap_or_else(|p| p.into_inner()) {
+            if *v == version {
+                return Ok(t.clone());
+            }
+        }
+        let reader = store.local().clone();
+        let tracked = match tokio::task::spawn_blocking(move || tracked_refs(&reader)).await {
+            Ok(t) => t?,
+            Err(_) => tracked_refs(store.local())?,
+        };
+        let tracked = Arc::new(tracked);
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, tracked.clone()));
+        Ok(tracked)
+    }
+}
+
 fn is_full_sha(r: &str) -> bool {
     r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -347,7 +407,6 @@ async fn run(
             }
             url = pokes.recv() => {
                 if let Some(url) = url {
-                    dirty = true;
                     due.insert(url, Due { at: Instant::now(), failures: 0, poked: true });
                 }
             }

@@ -201,8 +201,10 @@ struct Mirror {
     path: PathBuf,
     /// Serializes fetches of this repository.
     lock: tokio::sync::Mutex<()>,
-    /// Number of completed fetches, to detect that a fetch finished while waiting.
-    generation: AtomicU64,
+    /// Fetches started so far (each one's number).
+    started: AtomicU64,
+    /// The number of the last fetch that completed.
+    completed: AtomicU64,
 }
 
 /// A resolved revision: the commit a branch, tag, SHA or `HEAD` pointed to.
@@ -238,6 +240,9 @@ impl SourceCache {
             context: format!("create cache directory {}", config.cache_dir.display()),
             source,
         })?;
+        // Objects are verified once, when a fetch indexes them into the mirror (as git does);
+        // hashing every object again on every read cost as much as the rest of a render.
+        git2::opts::strict_hash_verification(false);
         let permits = tokio::sync::Semaphore::new(config.max_parallel_fetches.max(1));
         Ok(Self {
             credentials: std::sync::RwLock::new(Arc::new(config.credentials.clone())),
@@ -285,21 +290,25 @@ impl SourceCache {
                     url: fetch_url(url),
                     path: self.mirror_path(url),
                     lock: tokio::sync::Mutex::new(()),
-                    generation: AtomicU64::new(0),
+                    started: AtomicU64::new(0),
+                    completed: AtomicU64::new(0),
                 })
             })
             .clone())
     }
 
-    /// Fetch a repository into its mirror. A caller that arrives while a fetch of the same
-    /// repository is running waits for it and returns its result instead of fetching again.
+    /// Fetch a repository into its mirror. Callers coalesce: one that arrives while a fetch
+    /// of the same repository is running waits, and returns once a fetch that *started after
+    /// it arrived* has completed (a fetch already under way may predate the commit the
+    /// caller is after), so a crowd of callers costs at most one more fetch.
     pub async fn fetch(&self, url: &str) -> Result<(), SourceError> {
         let mirror = self.mirror(url)?;
-        let seen = mirror.generation.load(Ordering::Acquire);
+        let arrived = mirror.started.load(Ordering::Acquire);
         let _guard = mirror.lock.lock().await;
-        if mirror.generation.load(Ordering::Acquire) != seen {
+        if mirror.completed.load(Ordering::Acquire) > arrived {
             return Ok(());
         }
+        let number = mirror.started.fetch_add(1, Ordering::AcqRel) + 1;
         let _permit = self
             .permits
             .acquire()
@@ -314,7 +323,7 @@ impl SourceCache {
         .await
         .map_err(|e| SourceError::Task(e.to_string()))??;
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        mirror.generation.fetch_add(1, Ordering::Release);
+        mirror.completed.store(number, Ordering::Release);
         tracing::debug!(url = %redact_url(&mirror.url), "fetched");
         Ok(())
     }

@@ -3,7 +3,9 @@
 //! Repository paths are `/`-separated and relative to the root. Every path and symlink is
 //! resolved lexically inside the repository; anything that would leave it is refused with
 //! [`SourceError::Escape`] naming the path.
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use git2::{ObjectType, Oid, Repository, Tree};
 
@@ -108,28 +110,87 @@ impl Node {
     }
 }
 
+/// One entry of a directory: object id, kind, file mode.
+type Entry = (Oid, Option<ObjectType>, i32);
+
+/// Directories with at least this many entries are indexed by name once and kept.
+const BIG_TREE: usize = 128;
+/// Most entries kept in [`DIRECTORIES`] (about 100 bytes each); beyond, it starts over.
+const DIRECTORIES_MAX_ENTRIES: usize = 200_000;
+
+/// Name indexes of large directories, by tree id (trees never change, so an index never
+/// goes stale). libgit2 keeps only small trees in its object cache: without this, every
+/// lookup under a directory holding one entry per app read, inflated, hashed and parsed
+/// that whole directory again.
+static DIRECTORIES: LazyLock<Mutex<Directories>> = LazyLock::new(Mutex::default);
+
+/// Name indexes by tree id, and how many entries they hold in all.
+type Directories = (HashMap<Oid, Arc<HashMap<Vec<u8>, Entry>>>, usize);
+
+/// The entry `name` of the directory `tree_id`.
+fn entry_in(repo: &Repository, tree_id: Oid, name: &str) -> Result<Option<Entry>, SourceError> {
+    let cached = DIRECTORIES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .0
+        .get(&tree_id)
+        .cloned();
+    if let Some(index) = cached {
+        return Ok(index.get(name.as_bytes()).copied());
+    }
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(git_err(format!("read tree {tree_id}")))?;
+    if tree.len() < BIG_TREE {
+        return Ok(tree
+            .get_name_bytes(name.as_bytes())
+            .map(|e| (e.id(), e.kind(), e.filemode())));
+    }
+    let index: HashMap<Vec<u8>, Entry> = tree
+        .iter()
+        .map(|e| (e.name_bytes().to_vec(), (e.id(), e.kind(), e.filemode())))
+        .collect();
+    let found = index.get(name.as_bytes()).copied();
+    let mut dirs = DIRECTORIES.lock().unwrap_or_else(|p| p.into_inner());
+    if dirs.1 + index.len() > DIRECTORIES_MAX_ENTRIES {
+        dirs.0.clear();
+        dirs.1 = 0;
+    }
+    dirs.1 += index.len();
+    dirs.0.insert(tree_id, Arc::new(index));
+    Ok(found)
+}
+
 /// Look a path up in the root tree, following symlinks that stay in the repository.
 /// `Ok(None)` when it does not exist.
 pub fn lookup(repo: &Repository, root: &Tree<'_>, path: &str) -> Result<Option<Node>, SourceError> {
     let mut path = join_repo_path("", path)?;
-    for _ in 0..MAX_LINK_HOPS {
+    'hops: for _ in 0..MAX_LINK_HOPS {
         if path.is_empty() {
             return Ok(Some(Node::Tree(root.id())));
         }
-        let entry = match root.get_path(Path::new(&path)) {
-            Ok(e) => e,
-            Err(_) => return Ok(None),
-        };
-        match (entry.kind(), entry.filemode()) {
-            (Some(ObjectType::Tree), _) => return Ok(Some(Node::Tree(entry.id()))),
-            (Some(ObjectType::Blob), FILEMODE_LINK) => {
-                path = link_target(repo, &path, entry.id())?;
+        // Walk the directories down to the last component; only that one may be a link.
+        let mut dir = root.id();
+        let mut parts = path.split('/').peekable();
+        while let Some(part) = parts.next() {
+            let Some((id, kind, mode)) = entry_in(repo, dir, part)? else {
+                return Ok(None);
+            };
+            let last = parts.peek().is_none();
+            match (kind, mode) {
+                (Some(ObjectType::Tree), _) if last => return Ok(Some(Node::Tree(id))),
+                (Some(ObjectType::Tree), _) => dir = id,
+                (Some(ObjectType::Blob), FILEMODE_LINK) if last => {
+                    path = link_target(repo, &path, id)?;
+                    continue 'hops;
+                }
+                (Some(ObjectType::Blob), mode) if last => {
+                    return Ok(Some(Node::Blob(id, mode == FILEMODE_EXEC)))
+                }
+                _ => return Ok(None),
             }
-            (Some(ObjectType::Blob), mode) => {
-                return Ok(Some(Node::Blob(entry.id(), mode == FILEMODE_EXEC)))
-            }
-            _ => return Ok(None),
         }
+        return Ok(None);
     }
     Err(SourceError::Escape {
         path,
