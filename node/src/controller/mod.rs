@@ -175,6 +175,8 @@ struct Indexed {
     project: String,
     /// (normalized repository URL, ref) of each Git source.
     sources: Vec<(String, String)>,
+    /// (repository URL as written, ref) of each Git source: how revisions are recorded.
+    written: Vec<(String, String)>,
     /// The paths its manifests are generated from, when it says
     /// ([`paths::MANIFEST_GENERATE_PATHS`]): new commits that change none of them skip it.
     refresh: Option<Arc<Vec<paths::RefreshPath>>>,
@@ -451,6 +453,12 @@ impl Inner {
                         )
                     })
                     .collect(),
+                written: app
+                    .sources()
+                    .iter()
+                    .filter(|s| s.chart.is_none())
+                    .map(|s| (s.repo_url.clone(), s.revision().to_string()))
+                    .collect(),
                 refresh: paths::refresh_paths(&app).map(Arc::new),
             })
             .unwrap_or_else(|| Indexed {
@@ -642,7 +650,9 @@ impl Inner {
                     let inner = self.clone();
                     let (url, new) = (repo.clone(), sha.clone());
                     tokio::spawn(async move {
-                        inner.refresh_changed(&url, previous, &new, by_paths).await;
+                        inner
+                            .refresh_changed(&url, previous, &new, by_paths, true)
+                            .await;
                     });
                 }
             }
@@ -662,8 +672,9 @@ impl Inner {
         }
     }
 
-    /// Queue the apps of `candidates` that the files changed between the previous commit
-    /// and `new` concern; all of them when the change cannot be read. Without a previous
+    /// Queue (as urgent) the apps of `candidates` that the files changed between the
+    /// previous commit and `new` concern; all of them when the change cannot be read.
+    /// `new_commit`: called for a newly recorded commit (the others count as skipped). Without a previous
     /// recorded commit (the first one recorded since this node started following the ref),
     /// each app is compared from the revision its status shows.
     async fn refresh_changed(
@@ -672,6 +683,7 @@ impl Inner {
         previous: Option<String>,
         new: &str,
         candidates: Vec<Candidate>,
+        new_commit: bool,
     ) {
         let d = self.settings.debounce;
         let mut by_old: HashMap<String, Vec<Candidate>> = HashMap::new();
@@ -724,9 +736,64 @@ impl Inner {
                 }
             }
         }
-        metrics::counter!("flotilla_refresh_skipped_total").increment(skipped);
+        if new_commit {
+            metrics::counter!("flotilla_refresh_skipped_total").increment(skipped);
+        }
         tracing::debug!(repo = %crate::source::redact_url(url), skipped,
             "new commit: apps whose manifest paths did not change are not refreshed");
+    }
+
+    /// Queue the apps of gained shards. Those with work known to be waiting go first: an
+    /// operation asked for or left running, no status yet, or a recorded commit their last
+    /// owner did not apply (for apps listing manifest paths, one that changes them).
+    fn enqueue_gained(self: &Arc<Self>, keys: Vec<String>) {
+        let reader = self.deps.store.local();
+        let mut by_commit: HashMap<(String, String), Vec<Candidate>> = HashMap::new();
+        for key in keys {
+            self.enqueue(&key, Duration::ZERO);
+            let waiting = reader.pending(&key).ok().flatten().is_some()
+                || reader
+                    .operation(&key)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|o| o.finished.is_none());
+            let shown = self.shown_revision(&key);
+            if waiting || (shown.is_none() && reader.status(&key).ok().flatten().is_none()) {
+                self.enqueue_urgent(&key, Duration::ZERO);
+                continue;
+            }
+            let Some(shown) = shown else { continue };
+            let (written, refresh) = {
+                let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+                match index.apps.get(&key) {
+                    Some(i) => (i.written.clone(), i.refresh.clone()),
+                    None => continue,
+                }
+            };
+            for (url, git_ref) in written {
+                let Some(rec) = reader.revision(&url, &git_ref).ok().flatten() else {
+                    continue;
+                };
+                if rec.sha == shown {
+                    continue;
+                }
+                match &refresh {
+                    None => self.enqueue_urgent(&key, Duration::ZERO),
+                    Some(p) => by_commit
+                        .entry((url, rec.sha))
+                        .or_default()
+                        .push((key.clone(), p.clone())),
+                }
+            }
+        }
+        for ((url, sha), candidates) in by_commit {
+            let inner = self.clone();
+            tokio::spawn(async move {
+                inner
+                    .refresh_changed(&url, None, &sha, candidates, false)
+                    .await;
+            });
+        }
     }
 
     /// The single revision an app's status shows, if it has one.
@@ -753,7 +820,7 @@ impl Inner {
         }
     }
 
-    fn on_shard_event(&self, event: ShardEvent) {
+    fn on_shard_event(self: &Arc<Self>, event: ShardEvent) {
         match event {
             ShardEvent::Changed(change) => {
                 self.shard_count.store(0, Ordering::Relaxed);
@@ -762,11 +829,12 @@ impl Inner {
                     self.drop_shards(Some(&lost));
                 }
                 let gained: BTreeSet<ShardId> = change.gained.iter().copied().collect();
-                for key in self.keys_where(|_, _| true) {
-                    if self.shard(&key).is_some_and(|s| gained.contains(&s)) {
-                        self.enqueue(&key, Duration::ZERO);
-                    }
-                }
+                let keys: Vec<String> = self
+                    .keys_where(|_, _| true)
+                    .into_iter()
+                    .filter(|k| self.shard(k).is_some_and(|s| gained.contains(&s)))
+                    .collect();
+                self.enqueue_gained(keys);
             }
             // A lapse keeps the queue: workers wait for the lease (see `wait_active`), syncs
             // hold their writes at the gate, and the store fences every status write. Shards
