@@ -639,6 +639,10 @@ async fn new_commits_refresh_only_the_apps_whose_listed_paths_changed() {
         "two lists neither one/ nor the root"
     );
 
+    // The same commit recorded again (two nodes saw one push) refreshes nothing.
+    record(second.clone()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(revision("two"), first, "a repeated record refreshed two");
     wait_idle(&controller).await;
 
     // A change under shared/ concerns `two` (an absolute path) and `three`, not `one`.

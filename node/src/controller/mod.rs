@@ -624,6 +624,10 @@ impl Inner {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert((repo.clone(), git_ref.clone()), sha.clone());
+                if previous.as_ref() == Some(sha) {
+                    // Recorded again (two nodes saw the same push): nothing new to render.
+                    return;
+                }
                 let following: Vec<(String, Option<Arc<Vec<paths::RefreshPath>>>)> = {
                     let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
                     index
@@ -642,8 +646,8 @@ impl Inner {
                         continue;
                     }
                     match refresh {
-                        Some(p) if previous.as_ref() != Some(sha) => by_paths.push((key, p)),
-                        _ => self.enqueue_urgent(&key, d),
+                        Some(p) => by_paths.push((key, p)),
+                        None => self.enqueue_urgent(&key, d),
                     }
                 }
                 if !by_paths.is_empty() {
