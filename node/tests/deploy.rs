@@ -289,6 +289,24 @@ struct Kube {
     dir: PathBuf,
 }
 
+/// A simulated cluster, a temporary directory, and kubectl pointed at the cluster (the first
+/// two live as long as the test keeps them).
+async fn kube_on_sim(kubectl: PathBuf) -> (SimCluster, tempfile::TempDir, Kube) {
+    let sim = SimCluster::start(SimConfig::default())
+        .await
+        .expect("simcluster starts");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let kubeconfig = tmp.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig().expect("kubeconfig")).expect("write");
+    let kube = Kube {
+        kubectl,
+        kubeconfig,
+        cache: tmp.path().join("cache"),
+        dir: tmp.path().to_path_buf(),
+    };
+    (sim, tmp, kube)
+}
+
 impl Kube {
     fn run(&self, args: &[&str]) -> String {
         run(Command::new(&self.kubectl)
@@ -406,19 +424,7 @@ fn contains(live: &Value, want: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_objects_apply_to_a_cluster_and_scale() {
     let Some(kubectl) = kubectl() else { return };
-    let sim = SimCluster::start(SimConfig::default())
-        .await
-        .expect("simcluster starts");
-    let tmp = tempfile::tempdir().expect("tmp");
-    let kubeconfig = tmp.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, sim.kubeconfig().expect("kubeconfig")).expect("write");
-    let kube = Kube {
-        kubectl: kubectl.clone(),
-        kubeconfig,
-        cache: tmp.path().join("cache"),
-        dir: tmp.path().to_path_buf(),
-    };
-    let k = kube;
+    let (sim, _tmp, k) = kube_on_sim(kubectl).await;
     let helm = support::helm();
     tokio::task::spawn_blocking(move || {
         k.apply("servicemonitor-crd", &parse_docs(SERVICE_MONITOR_CRD));
@@ -590,18 +596,7 @@ async fn rendered_objects_apply_to_a_cluster_and_scale() {
 async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     let Some(helm) = support::helm() else { return };
     let Some(kubectl) = kubectl() else { return };
-    let sim = SimCluster::start(SimConfig::default())
-        .await
-        .expect("simcluster starts");
-    let tmp = tempfile::tempdir().expect("tmp");
-    let kubeconfig = tmp.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, sim.kubeconfig().expect("kubeconfig")).expect("write");
-    let k = Kube {
-        kubectl,
-        kubeconfig: kubeconfig.clone(),
-        cache: tmp.path().join("cache"),
-        dir: tmp.path().to_path_buf(),
-    };
+    let (sim, _tmp, k) = kube_on_sim(kubectl).await;
     tokio::task::spawn_blocking(move || {
         let home = k.dir.join("helm");
         let chart = deploy_dir().join("helm/flotilla");

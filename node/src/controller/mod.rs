@@ -532,8 +532,8 @@ impl Inner {
         missing
     }
 
-    /// Stop acting on every app whose shard is in `lost` (all apps when `None`).
-    fn drop_shards(&self, lost: Option<&BTreeSet<ShardId>>) {
+    /// Stop acting on every app whose shard is in `lost`.
+    fn drop_shards(&self, lost: &BTreeSet<ShardId>) {
         let keys: Vec<String> = {
             let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
             apps.keys().cloned().collect()
@@ -541,11 +541,7 @@ impl Inner {
         let mut all: BTreeSet<String> = keys.into_iter().collect();
         all.extend(self.keys_where(|_, _| true));
         for key in all {
-            let hit = match lost {
-                None => true,
-                Some(l) => self.shard(&key).is_some_and(|s| l.contains(&s)),
-            };
-            if hit {
+            if self.shard(&key).is_some_and(|s| lost.contains(&s)) {
                 self.drop_app(&key);
             }
         }
@@ -830,7 +826,7 @@ impl Inner {
                 self.shard_count.store(0, Ordering::Relaxed);
                 let lost: BTreeSet<ShardId> = change.lost.iter().copied().collect();
                 if !lost.is_empty() {
-                    self.drop_shards(Some(&lost));
+                    self.drop_shards(&lost);
                 }
                 let gained: BTreeSet<ShardId> = change.gained.iter().copied().collect();
                 let keys: Vec<String> = self
@@ -882,13 +878,18 @@ impl Inner {
         }
     }
 
-    /// After missed events: drop what is not owned, queue everything that is.
-    fn resync_ownership(&self) {
+    /// Stop acting on every app of a shard this node does not own.
+    fn drop_not_owned(&self) {
         let owned = self.owned();
         let not_owned: BTreeSet<ShardId> = (0..self.shard_count())
             .filter(|s| !owned.contains(s))
             .collect();
-        self.drop_shards(Some(&not_owned));
+        self.drop_shards(&not_owned);
+    }
+
+    /// After missed store events: drop what is not owned, queue everything that is.
+    fn resync_ownership(&self) {
+        self.drop_not_owned();
         self.enqueue_owned(Duration::ZERO);
     }
 }
@@ -969,11 +970,7 @@ async fn event_loop(
                 }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "controller missed shard events; re-reading ownership");
-                    let owned = inner.owned();
-                    let not_owned: BTreeSet<ShardId> = (0..inner.shard_count())
-                        .filter(|s| !owned.contains(s))
-                        .collect();
-                    inner.drop_shards(Some(&not_owned));
+                    inner.drop_not_owned();
                     inner.requeue_missing();
                 }
                 Err(RecvError::Closed) => return,

@@ -2,10 +2,36 @@
 use crate::env::{cm, docs, get, start, Sync};
 use flotilla_loadtest::simcluster::FaultConfig;
 use flotilla_node::clusters::ConnectionStatus;
-use flotilla_node::sync::executor::CANCELLED;
+use flotilla_node::sync::executor::{SyncContext, CANCELLED};
 use flotilla_node::sync::options::Retry;
 use flotilla_node::sync::result::OperationPhase;
 use std::time::Duration;
+
+/// A sync context on the test cluster: 5 s steps, 50 ms polls, no retry, no cancellation and
+/// no write gate. Tests set what they exercise with struct update syntax.
+fn context<'a>(
+    env: &'a crate::env::Env,
+    custom: &'a flotilla_node::health::lua::Customizations,
+    app: &'a str,
+) -> SyncContext<'a> {
+    SyncContext {
+        cluster: &env.cluster,
+        app,
+        namespace: "default",
+        tracking: Default::default(),
+        customizations: custom,
+        dry_run: false,
+        create_namespace: false,
+        namespace_metadata: None,
+        revision: "r",
+        step_timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(50),
+        retry: None,
+        ignore: &[],
+        cancel: None,
+        gate: None,
+    }
+}
 
 /// Poll `cond` until it holds; panics after a generous deadline.
 async fn wait_until(what: &str, cond: impl Fn() -> bool) {
@@ -30,23 +56,7 @@ async fn sync_retries_after_injected_500s() {
     tracing::info!("without retry the operation fails");
     let s = Sync::new("r500");
     let desired = docs(&cm("flaky", "1"));
-    let ctx = flotilla_node::sync::executor::SyncContext {
-        cluster: &env.cluster,
-        app: "r500",
-        namespace: "default",
-        tracking: Default::default(),
-        customizations: &s.custom,
-        dry_run: false,
-        create_namespace: false,
-        namespace_metadata: None,
-        revision: "r",
-        step_timeout: Duration::from_secs(5),
-        poll_interval: Duration::from_millis(50),
-        retry: None,
-        ignore: &[],
-        cancel: None,
-        gate: None,
-    };
+    let ctx = context(&env, &s.custom, "r500");
     let err = flotilla_node::sync::executor::sync_app(&ctx, &desired, &s.request, &s.diff).await;
     assert!(err.is_err(), "listing live state fails under 500s");
 
@@ -67,7 +77,7 @@ async fn sync_retries_after_injected_500s() {
         factor: 1.0,
         max_duration: Duration::from_millis(100),
     };
-    let ctx = flotilla_node::sync::executor::SyncContext {
+    let ctx = SyncContext {
         retry: Some(retry),
         ..ctx
     };
@@ -179,27 +189,15 @@ async fn shutdown_cancels_health_waits_and_retry_backoff() {
     })
     .expect("plan");
     let custom = flotilla_node::health::lua::Customizations::none();
-    let ctx = flotilla_node::sync::executor::SyncContext {
-        cluster: &env.cluster,
-        app: "cancelretry",
-        namespace: "default",
-        tracking: Default::default(),
-        customizations: &custom,
-        dry_run: false,
-        create_namespace: false,
-        namespace_metadata: None,
-        revision: "r",
-        step_timeout: Duration::from_secs(5),
-        poll_interval: Duration::from_millis(50),
+    let ctx = SyncContext {
         retry: Some(Retry {
             limit: 100,
             duration: Duration::from_secs(600),
             factor: 1.0,
             max_duration: Duration::from_secs(600),
         }),
-        ignore: &[],
         cancel: Some(&token),
-        gate: None,
+        ..context(&env, &custom, "cancelretry")
     };
     let sim = &env.sim;
     let before = sim.fault_counts().errors;
@@ -229,22 +227,9 @@ async fn a_closed_write_gate_holds_writes_then_gives_up() {
     let custom = flotilla_node::health::lua::Customizations::none();
     let open = std::sync::atomic::AtomicBool::new(false);
     let may_write = || open.load(std::sync::atomic::Ordering::SeqCst);
-    let ctx = |app: &'static str| flotilla_node::sync::executor::SyncContext {
-        cluster: &env.cluster,
-        app,
-        namespace: "default",
-        tracking: Default::default(),
-        customizations: &custom,
-        dry_run: false,
-        create_namespace: false,
-        namespace_metadata: None,
-        revision: "r",
-        step_timeout: Duration::from_secs(5),
-        poll_interval: Duration::from_millis(50),
-        retry: None,
-        ignore: &[],
-        cancel: None,
+    let ctx = |app: &'static str| SyncContext {
         gate: Some(flotilla_node::sync::executor::WriteGate(&may_write)),
+        ..context(&env, &custom, app)
     };
     let plan = |yaml: &str| {
         flotilla_node::sync::plan::plan(&flotilla_node::sync::plan::PlanInput {
