@@ -38,6 +38,10 @@ pub mod names {
     pub const APP_K8S_REQUEST_TOTAL: &str = "argocd_app_k8s_request_total";
     /// Gauge 1 per destination cluster `{name,server}`.
     pub const CLUSTER_INFO: &str = "argocd_cluster_info";
+    /// Counter of Git requests `{repo,request_type}` (`request_type` is `fetch`).
+    pub const GIT_REQUEST_TOTAL: &str = "argocd_git_request_total";
+    /// Histogram of Git request durations in seconds `{repo,request_type}`.
+    pub const GIT_REQUEST_DURATION: &str = "argocd_git_request_duration_seconds";
     /// Gauge 1 when the cluster answers, 0 otherwise `{name,server}`.
     pub const CLUSTER_CONNECTION_STATUS: &str = "argocd_cluster_connection_status";
     /// The Raft term this node is in.
@@ -80,6 +84,9 @@ pub const DEFAULT_COLLECT_INTERVAL: Duration = Duration::from_secs(10);
 /// Buckets of `argocd_app_reconcile`, Argo CD's.
 pub const RECONCILE_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
 
+/// Buckets of `argocd_git_request_duration_seconds`, Argo CD's.
+pub const GIT_REQUEST_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0, 20.0];
+
 /// Errors of the metrics module.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -112,6 +119,11 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
             RECONCILE_BUCKETS,
         )
         .map_err(|e| MetricsError::Install(e.to_string()))?
+        .set_buckets_for_metric(
+            Matcher::Full(names::GIT_REQUEST_DURATION.to_string()),
+            GIT_REQUEST_BUCKETS,
+        )
+        .map_err(|e| MetricsError::Install(e.to_string()))?
         .install_recorder()
         .map_err(|e| MetricsError::Install(e.to_string()))?;
     describe();
@@ -135,6 +147,12 @@ fn describe() {
         "Number of Kubernetes requests executed during application reconciliation."
     );
     describe_gauge!(CLUSTER_INFO, "Information about a destination cluster.");
+    describe_counter!(GIT_REQUEST_TOTAL, "Number of Git requests performed.");
+    describe_histogram!(
+        GIT_REQUEST_DURATION,
+        Unit::Seconds,
+        "Git request duration in seconds."
+    );
     describe_gauge!(
         CLUSTER_CONNECTION_STATUS,
         "Whether the destination cluster answers (1) or not (0)."

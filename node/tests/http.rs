@@ -339,6 +339,19 @@ async fn unsigned_webhook_resolves_the_ref_by_fetching() {
         recorded(&node.store, &app_url, "HEAD").as_deref(),
         Some(c.id.as_str())
     );
+    // The fetch is counted and timed under Argo CD's Git metrics.
+    let text = get(node.port, "/metrics").await.1;
+    let fetches = text
+        .lines()
+        .find(|l| {
+            l.starts_with("argocd_git_request_total{") && l.contains("request_type=\"fetch\"")
+        })
+        .unwrap_or_else(|| panic!("no Git fetch counted in /metrics:\n{text}"));
+    assert!(fetches.contains("repo=\"http://127.0.0.1"), "{fetches}");
+    assert!(
+        text.contains("argocd_git_request_duration_seconds_bucket{"),
+        "no Git request durations in /metrics"
+    );
     node.stop().await;
     g.server.shutdown().await;
 }

@@ -150,3 +150,67 @@ async fn a_node_without_its_lease_does_not_poll() {
     store.shutdown().await;
     g.server.shutdown().await;
 }
+
+/// The refs webhooks and the poller match against follow the stored apps as they are added,
+/// changed and deleted, including apps stored before the cache started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracked_refs_follow_added_changed_and_deleted_apps() {
+    use flotilla_node::repos::{tracked_refs, TrackedCache, TrackedRef};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, shards) = single_node(dir.path()).await;
+    let url = "https://git.example.com/org/apps.git";
+    put_app(&store, "before", url, "main").await;
+    let cancel = CancellationToken::new();
+    let cache = TrackedCache::start(&store, cancel.clone());
+    let refs = |t: &flotilla_node::repos::Tracked| -> Vec<String> {
+        t.values()
+            .flatten()
+            .map(|r: &TrackedRef| format!("{} {}", r.url, r.git_ref))
+            .collect()
+    };
+    assert_eq!(refs(&*cache.get().await), vec![format!("{url} main")]);
+
+    put_app(&store, "after", url, "release").await;
+    put_app(&store, "pinned", url, &"a".repeat(40)).await;
+    let want_two = vec![format!("{url} main"), format!("{url} release")];
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = refs(&*cache.get().await);
+        if seen == want_two {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen, want_two,
+        "an added app's ref appears; a pinned commit is not tracked"
+    );
+
+    // `before` moves to `release`, then `after` is deleted: only `release` is left.
+    put_app(&store, "before", url, "release").await;
+    store
+        .propose(flotilla_raft::Command::DeleteApp {
+            app: "argocd/after".into(),
+        })
+        .await
+        .expect("delete");
+    let want_one = vec![format!("{url} release")];
+    for _ in 0..100 {
+        seen = refs(&*cache.get().await);
+        if seen == want_one {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, want_one);
+    // The same as reading every stored app afresh.
+    assert_eq!(
+        *cache.get().await,
+        tracked_refs(store.local()).expect("tracked refs")
+    );
+
+    cancel.cancel();
+    shards.shutdown().await;
+    store.shutdown().await;
+}

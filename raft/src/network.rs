@@ -27,6 +27,21 @@ use crate::types::{Snapshot, TypeConfig, Vote};
 
 /// Size of one snapshot chunk on the wire.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// First wait before opening a replication stream again after the peer could not be reached.
+const REOPEN_BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// Longest such wait. Heartbeats go on meanwhile, so a peer that comes back within this time
+/// does not call an election; it only receives new entries up to this much later.
+const REOPEN_BACKOFF_MAX: Duration = Duration::from_millis(250);
+
+/// The wait before the next attempt to open a stream after `failures` attempts in a row
+/// failed: doubling from [`REOPEN_BACKOFF_MIN`] up to [`REOPEN_BACKOFF_MAX`].
+fn reopen_backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let doubled = REOPEN_BACKOFF_MIN.saturating_mul(1 << (failures - 1).min(16));
+    doubled.min(REOPEN_BACKOFF_MAX)
+}
 
 /// Errors of the transport setup.
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +205,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.addr.clone(),
             peers: self.peers.clone(),
+            open_failures: 0,
         }
     }
 }
@@ -199,6 +215,10 @@ pub struct PeerClient {
     target: u64,
     addr: String,
     peers: Arc<Peers>,
+    /// Replication streams that failed to open in a row. openraft backs off only between
+    /// requests of an open stream, so a peer that refuses connections would otherwise be
+    /// retried in a tight loop (thousands of times a second) until it comes back.
+    open_failures: u32,
 }
 
 /// Encode an openraft message for the wire.
@@ -268,16 +288,29 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
         Box::pin(async move {
-            let mut client = self.client()?;
+            let wait = reopen_backoff(self.open_failures);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let target = self.target;
+            let mut client = match self.client() {
+                Ok(c) => c,
+                Err(e) => {
+                    self.open_failures = self.open_failures.saturating_add(1);
+                    return Err(e);
+                }
+            };
             // Encoding plain openraft data cannot fail; a failure would end the stream.
             let requests = input
                 .map(|r| encode(&r).map(|data| RaftPayload { data }))
                 .take_while(|r| futures::future::ready(r.is_ok()))
                 .filter_map(|r| futures::future::ready(r.ok()));
-            let replies = client
-                .stream_append(requests)
-                .await
+            let opened = client.stream_append(requests).await;
+            self.open_failures = match &opened {
+                Ok(_) => 0,
+                Err(_) => self.open_failures.saturating_add(1),
+            };
+            let replies = opened
                 .map_err(|s| status_to_rpc(target, s))?
                 .into_inner()
                 .map(move |item| {
@@ -376,6 +409,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reopening_a_failed_stream_backs_off_up_to_a_cap() {
+        assert_eq!(reopen_backoff(0), Duration::ZERO);
+        assert_eq!(reopen_backoff(1), REOPEN_BACKOFF_MIN);
+        assert_eq!(reopen_backoff(2), REOPEN_BACKOFF_MIN * 2);
+        assert_eq!(reopen_backoff(5), REOPEN_BACKOFF_MAX);
+        assert_eq!(reopen_backoff(u32::MAX), REOPEN_BACKOFF_MAX);
+    }
 
     #[test]
     fn debug_never_shows_the_private_key() {

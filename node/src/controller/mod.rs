@@ -643,7 +643,7 @@ impl Inner {
                     }
                     match refresh {
                         Some(p) => by_paths.push((key, p)),
-                        None => self.enqueue_urgent(&key, d),
+                        None => self.enqueue_urgent(&key, Duration::ZERO),
                     }
                 }
                 if !by_paths.is_empty() {
@@ -685,7 +685,8 @@ impl Inner {
         candidates: Vec<Candidate>,
         new_commit: bool,
     ) {
-        let d = self.settings.debounce;
+        // A new commit is a single event, not a burst to coalesce: its apps go at once.
+        let d = Duration::ZERO;
         let mut by_old: HashMap<String, Vec<Candidate>> = HashMap::new();
         for (key, refresh) in candidates {
             let old = match &previous {

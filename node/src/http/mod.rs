@@ -198,15 +198,7 @@ async fn handle_webhook(s: &Shared, headers: &HeaderMap, body: &[u8]) -> Respons
             );
         }
     };
-    let tracked = match s.tracked.get(&s.deps.store).await {
-        Ok(t) => t,
-        Err(e) => {
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"error": format!("reading the store: {e}")}),
-            )
-        }
-    };
+    let tracked = s.tracked.get().await;
     let refs = repos::refs_for_push(&tracked, &ev);
     let repo = ev
         .repo_urls

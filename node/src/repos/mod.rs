@@ -63,66 +63,103 @@ pub struct TrackedRef {
 pub fn tracked_refs(
     reader: &StateReader,
 ) -> Result<BTreeMap<String, BTreeSet<TrackedRef>>, ReadError> {
-    let mut out: BTreeMap<String, BTreeSet<TrackedRef>> = BTreeMap::new();
+    let mut per_app = HashMap::new();
     for rec in reader.apps()? {
-        let Ok(doc) = rec.spec.to_value() else {
-            continue;
-        };
-        let app = match parse_stored_app(&rec.app, &doc) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::debug!(app = %rec.app, error = %e, "not polling for an unparsable app");
-                continue;
-            }
-        };
-        for s in app.sources() {
-            if s.chart.is_some() || s.repo_url.trim().is_empty() || is_full_sha(s.revision()) {
-                continue;
-            }
-            out.entry(normalize_url(&s.repo_url))
-                .or_default()
-                .insert(TrackedRef {
-                    url: s.repo_url.clone(),
-                    git_ref: s.revision().to_string(),
-                });
-        }
+        per_app.insert(rec.app.clone(), refs_of(&rec.app, &rec.spec));
     }
-    Ok(out)
+    Ok(group(&per_app))
+}
+
+/// The Git refs one stored application follows (none when it cannot be parsed).
+fn refs_of(key: &str, spec: &flotilla_raft::Json) -> Vec<TrackedRef> {
+    let Ok(doc) = spec.to_value() else {
+        return Vec::new();
+    };
+    let app = match parse_stored_app(key, &doc) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(app = %key, error = %e, "not polling for an unparsable app");
+            return Vec::new();
+        }
+    };
+    app.sources()
+        .iter()
+        .filter(|s| {
+            s.chart.is_none() && !s.repo_url.trim().is_empty() && !is_full_sha(s.revision())
+        })
+        .map(|s| TrackedRef {
+            url: s.repo_url.clone(),
+            git_ref: s.revision().to_string(),
+        })
+        .collect()
+}
+
+fn group(per_app: &HashMap<String, Vec<TrackedRef>>) -> Tracked {
+    let mut out: Tracked = BTreeMap::new();
+    for r in per_app.values().flatten() {
+        out.entry(normalize_url(&r.url))
+            .or_default()
+            .insert(r.clone());
+    }
+    out
 }
 
 /// Every tracked ref by normalized repository URL, as [`tracked_refs`] returns it.
 pub type Tracked = BTreeMap<String, BTreeSet<TrackedRef>>;
 
-/// [`tracked_refs`] kept between calls and read again only after applications changed:
-/// reading it parses every stored application, too much to do for each webhook.
+/// [`tracked_refs`] kept up to date from the store's changes: each added or changed
+/// application is parsed once, when it changes; all of them only at the start and when the
+/// change stream was missed (a lagging subscriber or a snapshot installed).
 pub struct TrackedCache {
-    /// Bumped by every change of the stored applications.
-    version: Arc<std::sync::atomic::AtomicU64>,
-    cached: std::sync::Mutex<Option<(u64, Arc<Tracked>)>>,
+    state: std::sync::Mutex<CacheState>,
+    /// Set once the first full read is in.
+    ready: tokio::sync::watch::Receiver<bool>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    per_app: HashMap<String, Vec<TrackedRef>>,
+    /// [`group`] of `per_app`, made again after a change.
+    grouped: Option<Arc<Tracked>>,
 }
 
 impl TrackedCache {
     /// A cache following the store's changes until `cancel` fires.
     pub fn start(store: &Store, cancel: CancellationToken) -> Arc<TrackedCache> {
-        use std::sync::atomic::Ordering;
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
         let cache = Arc::new(TrackedCache {
-            version: Arc::new(std::sync::atomic::AtomicU64::new(1)),
-            cached: std::sync::Mutex::new(None),
+            state: std::sync::Mutex::new(CacheState::default()),
+            ready,
         });
+        // Subscribed before the first read, so no change falls between the two.
         let mut rx = store.subscribe();
-        let version = cache.version.clone();
+        let (store, me) = (store.clone(), cache.clone());
         tokio::spawn(async move {
+            let mut reload = true;
             loop {
+                if reload {
+                    match me.reload(&store).await {
+                        Ok(()) => {
+                            reload = false;
+                            ready_tx.send_replace(true);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the applications' repositories");
+                            tokio::select! {
+                                _ = cancel.cancelled() => return,
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                            }
+                        }
+                    }
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     ev = rx.recv() => match ev {
-                        Ok(ev) if touches_apps(&ev) => {
-                            version.fetch_add(1, Ordering::AcqRel);
-                        }
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            version.fetch_add(1, Ordering::AcqRel);
-                        }
+                        Ok(ev) => match &*ev {
+                            ChangeEvent::Reset { .. } => reload = true,
+                            ChangeEvent::Applied { command, .. } => me.apply(command),
+                        },
+                        Err(broadcast::error::RecvError::Lagged(_)) => reload = true,
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                 }
@@ -131,22 +168,54 @@ impl TrackedCache {
         cache
     }
 
-    /// The tracked refs now (read again on a blocking thread when applications changed).
-    pub async fn get(&self, store: &Store) -> Result<Arc<Tracked>, ReadError> {
-        let version = self.version.load(std::sync::atomic::Ordering::Acquire);
-        if let Some((v, t)) = &*self.cached.lock().unwrap_or_else(|p| p.into_inner()) {
-            if *v == version {
-                return Ok(t.clone());
-            }
-        }
+    async fn reload(&self, store: &Store) -> Result<(), String> {
         let reader = store.local().clone();
-        let tracked = match tokio::task::spawn_blocking(move || tracked_refs(&reader)).await {
-            Ok(t) => t?,
-            Err(_) => tracked_refs(store.local())?,
+        let per_app = tokio::task::spawn_blocking(move || {
+            let mut per_app = HashMap::new();
+            for rec in reader.apps()? {
+                per_app.insert(rec.app.clone(), refs_of(&rec.app, &rec.spec));
+            }
+            Ok::<_, ReadError>(per_app)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.per_app = per_app;
+        st.grouped = None;
+        Ok(())
+    }
+
+    fn apply(&self, command: &Command) {
+        let (key, refs) = match command {
+            Command::PutApp { app, spec, .. } => (app, Some(refs_of(app, spec))),
+            Command::DeleteApp { app } => (app, None),
+            _ => return,
         };
-        let tracked = Arc::new(tracked);
-        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, tracked.clone()));
-        Ok(tracked)
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let before = st.per_app.get(key);
+        if before == refs.as_ref() {
+            return;
+        }
+        match refs {
+            Some(r) => st.per_app.insert(key.clone(), r),
+            None => st.per_app.remove(key),
+        };
+        st.grouped = None;
+    }
+
+    /// The tracked refs now; waits for the first read of the store.
+    pub async fn get(&self) -> Arc<Tracked> {
+        let mut ready = self.ready.clone();
+        // An error means the cache stopped (the node is stopping): answer with what it has.
+        let _ = ready.wait_for(|r| *r).await;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = &st.grouped {
+            return g.clone();
+        }
+        let g = Arc::new(group(&st.per_app));
+        st.grouped = Some(g.clone());
+        g
     }
 }
 
@@ -384,12 +453,11 @@ async fn run(
     mut pokes: mpsc::Receiver<String>,
     cancel: CancellationToken,
 ) {
-    let mut changes = store.subscribe();
-    let mut tracked: BTreeMap<String, BTreeSet<TrackedRef>> = BTreeMap::new();
+    let cache = TrackedCache::start(&store, cancel.clone());
+    let mut tracked: Arc<Tracked> = Arc::new(BTreeMap::new());
     let mut due: HashMap<String, Due> = HashMap::new();
     let mut running: JoinSet<(String, Result<usize, RepoError>)> = JoinSet::new();
     let mut in_flight: BTreeSet<String> = BTreeSet::new();
-    let mut dirty = true;
     let tick = (interval / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -397,14 +465,6 @@ async fn run(
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = ticker.tick() => {}
-            ev = changes.recv() => {
-                match ev {
-                    Ok(ev) => dirty |= touches_apps(&ev),
-                    Err(broadcast::error::RecvError::Lagged(_)) => dirty = true,
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-                continue;
-            }
             url = pokes.recv() => {
                 if let Some(url) = url {
                     due.insert(url, Due { at: Instant::now(), failures: 0, poked: true });
@@ -438,14 +498,9 @@ async fn run(
                 }
             }
         }
-        if dirty {
-            match tracked_refs(store.local()) {
-                Ok(t) => {
-                    tracked = t;
-                    dirty = false;
-                }
-                Err(e) => tracing::warn!(error = %e, "reading applications for polling"),
-            }
+        let now_tracked = cache.get().await;
+        if !Arc::ptr_eq(&now_tracked, &tracked) {
+            tracked = now_tracked;
             due.retain(|url, _| tracked.contains_key(url));
         }
         let count = match store.local().shard_map() {
@@ -453,7 +508,7 @@ async fn run(
             _ => continue,
         };
         let now = Instant::now();
-        for (url, refs) in &tracked {
+        for (url, refs) in tracked.iter() {
             if running.len() >= PARALLEL_POLLS {
                 break;
             }
@@ -485,15 +540,6 @@ async fn run(
         }
     }
     running.shutdown().await;
-}
-
-fn touches_apps(ev: &ChangeEvent) -> bool {
-    match ev {
-        ChangeEvent::Reset { .. } => true,
-        ChangeEvent::Applied { command, .. } => {
-            matches!(command, Command::PutApp { .. } | Command::DeleteApp { .. })
-        }
-    }
 }
 
 #[cfg(test)]

@@ -317,14 +317,16 @@ impl SourceCache {
         let cred = self.credentials().for_repo(url).cloned();
         let known = self.config.known_hosts.clone();
         let (m_url, m_path) = (mirror.url.clone(), mirror.path.clone());
+        let t0 = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
             auth::fetch_blocking(&m_url, &m_path, cred.as_ref(), known.as_ref(), None)
         })
         .await
         .map_err(|e| SourceError::Task(e.to_string()))??;
+        record_git_request(&mirror.url, "fetch", t0.elapsed());
         self.fetches.fetch_add(1, Ordering::Relaxed);
         mirror.completed.store(number, Ordering::Release);
-        tracing::debug!(url = %redact_url(&mirror.url), "fetched");
+        tracing::debug!(url = %redact_url(&mirror.url), ms = t0.elapsed().as_millis() as u64, "fetched");
         Ok(())
     }
 
@@ -392,11 +394,13 @@ impl SourceCache {
         let known = self.config.known_hosts.clone();
         let (m_url, m_path, sha) = (mirror.url.clone(), mirror.path.clone(), sha.to_lowercase());
         let revision = sha.clone();
+        let t0 = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             auth::fetch_blocking(&m_url, &m_path, cred.as_ref(), known.as_ref(), Some(&sha))
         })
         .await
         .map_err(|e| SourceError::Task(e.to_string()))?;
+        record_git_request(&mirror.url, "fetch", t0.elapsed());
         self.fetches.fetch_add(1, Ordering::Relaxed);
         result.map_err(|e| {
             tracing::debug!(url = %redact_url(url), error = %e, "fetching a single commit failed");
@@ -432,6 +436,17 @@ impl SourceCache {
         check_url(url, self.config.allow_local)?;
         open(&self.mirror_path(url), url)
     }
+}
+
+/// Count a Git request and its duration under Argo CD's metric names; the repository label
+/// is the URL without credentials.
+fn record_git_request(url: &str, request_type: &'static str, took: std::time::Duration) {
+    use crate::metrics::names;
+    let repo = redact_url(url);
+    metrics::counter!(names::GIT_REQUEST_TOTAL, "repo" => repo.clone(), "request_type" => request_type)
+        .increment(1);
+    metrics::histogram!(names::GIT_REQUEST_DURATION, "repo" => repo, "request_type" => request_type)
+        .record(took.as_secs_f64());
 }
 
 fn is_full_sha(rev: &str) -> bool {
