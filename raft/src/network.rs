@@ -206,6 +206,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             peers: self.peers.clone(),
             open_failures: 0,
+            next_open_at: None,
         }
     }
 }
@@ -219,6 +220,10 @@ pub struct PeerClient {
     /// requests of an open stream, so a peer that refuses connections would otherwise be
     /// retried in a tight loop (thousands of times a second) until it comes back.
     open_failures: u32,
+    /// No stream is opened before this instant. A deadline rather than a sleep of fixed
+    /// length: a call cut short by its timeout (a heartbeat's is shorter than the longest
+    /// wait) does not push the next attempt further away.
+    next_open_at: Option<tokio::time::Instant>,
 }
 
 /// Encode an openraft message for the wire.
@@ -240,6 +245,12 @@ fn status_to_rpc(target: u64, s: tonic::Status) -> RPCError<TypeConfig> {
 }
 
 impl PeerClient {
+    /// Note a failed stream open: the next waits [`reopen_backoff`] from now.
+    fn open_failed(&mut self) {
+        self.open_failures = self.open_failures.saturating_add(1);
+        self.next_open_at = Some(tokio::time::Instant::now() + reopen_backoff(self.open_failures));
+    }
+
     fn client(&self) -> Result<RaftPeerClient<Channel>, RPCError<TypeConfig>> {
         let ch = self
             .peers
@@ -288,15 +299,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
         Box::pin(async move {
-            let wait = reopen_backoff(self.open_failures);
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+            if let Some(at) = self.next_open_at {
+                tokio::time::sleep_until(at).await;
             }
             let target = self.target;
             let mut client = match self.client() {
                 Ok(c) => c,
                 Err(e) => {
-                    self.open_failures = self.open_failures.saturating_add(1);
+                    self.open_failed();
                     return Err(e);
                 }
             };
@@ -306,10 +316,13 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 .take_while(|r| futures::future::ready(r.is_ok()))
                 .filter_map(|r| futures::future::ready(r.ok()));
             let opened = client.stream_append(requests).await;
-            self.open_failures = match &opened {
-                Ok(_) => 0,
-                Err(_) => self.open_failures.saturating_add(1),
-            };
+            match &opened {
+                Ok(_) => {
+                    self.open_failures = 0;
+                    self.next_open_at = None;
+                }
+                Err(_) => self.open_failed(),
+            }
             let replies = opened
                 .map_err(|s| status_to_rpc(target, s))?
                 .into_inner()
