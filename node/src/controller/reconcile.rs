@@ -14,7 +14,7 @@ use crate::live::{self, Comparison};
 use crate::model::Application;
 use crate::source::{normalize_url, Freshness};
 use crate::status::{self, sync_code, AppStatus, Condition, OperationRequest};
-use crate::sync::executor::{sync_compared, SyncContext, SyncRequest, WriteGate};
+use crate::sync::executor::{sync_compared, Gate, SyncContext, SyncRequest, WriteGate};
 use crate::sync::result::{
     now_rfc3339, should_auto_sync, AutoSyncDecision, AutoSyncInput, OperationPhase, OperationResult,
 };
@@ -486,8 +486,17 @@ async fn run_operation(
         return Ok(None);
     }
     let token = inner.cancel.child_token();
-    let may_write = || inner.may_act(key).is_ok();
+    let may_write = || match inner.may_act(key) {
+        Ok(_) => Gate::Open,
+        Err(_) if inner.owns(key) => Gate::Lapsed,
+        Err(_) => Gate::Moved,
+    };
     inner.with_state(key, |s| s.cancel = Some(token.clone()));
+    // The app's shard may have moved while the operation was being recorded: the loss
+    // cancelled the state that was there then, not this token.
+    if !inner.owns(key) {
+        token.cancel();
+    }
     let ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let ctx = SyncContext {
         cluster: parts.cluster,

@@ -64,14 +64,28 @@ pub struct SyncContext<'a> {
     /// the operation fails with [`CANCELLED`]. `None` never cancels.
     pub cancel: Option<&'a CancellationToken>,
     /// Whether this node may write to the cluster now (its shard lease is valid and the
-    /// app's shard is its own). While it may not, writes wait for up to [`GATE_WAIT`], then
-    /// the operation fails with [`LEASE_LAPSED`]. `None` always may.
+    /// app's shard is its own). While only the lease is missing, writes wait for up to
+    /// [`GATE_WAIT`], then the operation fails with [`LEASE_LAPSED`]; once the app's shard
+    /// belongs to another node, the operation fails at once with [`CANCELLED`]. `None`
+    /// always may.
     pub gate: Option<WriteGate<'a>>,
+}
+
+/// What a [`WriteGate`] says about writing to the app's cluster now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// This node holds a valid lease on the app's shard: write.
+    Open,
+    /// The shard is still this node's, but its lease has lapsed: wait for the renewal.
+    Lapsed,
+    /// The shard belongs to another node now: stop at once, so the new owner is the only
+    /// one acting on the app.
+    Moved,
 }
 
 /// Asks whether this node may write to the app's cluster now.
 #[derive(Clone, Copy)]
-pub struct WriteGate<'a>(pub &'a (dyn Fn() -> bool + Send + Sync));
+pub struct WriteGate<'a>(pub &'a (dyn Fn() -> Gate + Send + Sync));
 
 impl std::fmt::Debug for WriteGate<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,10 +114,10 @@ impl SyncContext<'_> {
         self.cancel.is_some_and(CancellationToken::is_cancelled)
     }
 
-    /// `Err` with [`CANCELLED`] once the context is cancelled, checked before every write,
-    /// so a node that lost an app stops writing to its cluster at the next request; and
-    /// while the gate is closed, a wait for it to open (`Err` with [`LEASE_LAPSED`] when it
-    /// does not).
+    /// `Err` with [`CANCELLED`] once the context is cancelled or the gate says the shard
+    /// moved, checked before every write, so a node that lost an app stops writing to its
+    /// cluster at the next request; and while the lease has lapsed, a wait for it to be
+    /// renewed (`Err` with [`LEASE_LAPSED`] when it is not).
     async fn check(&self) -> Result<(), String> {
         if self.cancelled() {
             return Err(CANCELLED.to_string());
@@ -112,13 +126,16 @@ impl SyncContext<'_> {
             return Ok(());
         };
         let deadline = tokio::time::Instant::now() + GATE_WAIT;
-        while !(gate.0)() {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(LEASE_LAPSED.to_string());
+        loop {
+            match (gate.0)() {
+                Gate::Open => return Ok(()),
+                Gate::Moved => return Err(CANCELLED.to_string()),
+                Gate::Lapsed if tokio::time::Instant::now() >= deadline => {
+                    return Err(LEASE_LAPSED.to_string());
+                }
+                Gate::Lapsed => self.pause(Duration::from_millis(50)).await?,
             }
-            self.pause(Duration::from_millis(50)).await?;
         }
-        Ok(())
     }
 
     /// Sleep `d`; `Err` with [`CANCELLED`] as soon as the context is cancelled.

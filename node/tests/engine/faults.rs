@@ -225,8 +225,14 @@ async fn a_closed_write_gate_holds_writes_then_gives_up() {
     let env = start().await;
     env.cluster.kinds().await.expect("discovery");
     let custom = flotilla_node::health::lua::Customizations::none();
-    let open = std::sync::atomic::AtomicBool::new(false);
-    let may_write = || open.load(std::sync::atomic::Ordering::SeqCst);
+    use flotilla_node::sync::executor::Gate;
+    // 0: lapsed, 1: open, 2: moved.
+    let open = std::sync::atomic::AtomicU8::new(0);
+    let may_write = || match open.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => Gate::Lapsed,
+        1 => Gate::Open,
+        _ => Gate::Moved,
+    };
     let ctx = |app: &'static str| SyncContext {
         gate: Some(flotilla_node::sync::executor::WriteGate(&may_write)),
         ..context(&env, &custom, app)
@@ -248,7 +254,7 @@ async fn a_closed_write_gate_holds_writes_then_gives_up() {
             async {
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 let written = get(&env, "v1", "ConfigMap", "default", "held").await;
-                open.store(true, std::sync::atomic::Ordering::SeqCst);
+                open.store(1, std::sync::atomic::Ordering::SeqCst);
                 written
             }
         )
@@ -263,7 +269,7 @@ async fn a_closed_write_gate_holds_writes_then_gives_up() {
         .is_some());
 
     tracing::info!("kept closed: the sync gives up after the wait and writes nothing");
-    open.store(false, std::sync::atomic::Ordering::SeqCst);
+    open.store(0, std::sync::atomic::Ordering::SeqCst);
     let refused = plan(&cm("refused", "1"));
     let op = tokio::time::timeout(
         Duration::from_secs(30),
@@ -274,6 +280,22 @@ async fn a_closed_write_gate_holds_writes_then_gives_up() {
     assert_eq!(op.phase, OperationPhase::Failed, "{op:#?}");
     assert_eq!(op.message, flotilla_node::sync::executor::LEASE_LAPSED);
     assert!(get(&env, "v1", "ConfigMap", "default", "refused")
+        .await
+        .is_none());
+
+    tracing::info!("moved to another node: the sync stops at once and writes nothing");
+    open.store(2, std::sync::atomic::Ordering::SeqCst);
+    let moved = plan(&cm("moved", "1"));
+    let op = tokio::time::timeout(
+        Duration::from_secs(30),
+        flotilla_node::sync::executor::execute(&moved, &ctx("moved")),
+    )
+    .await
+    .expect("the moved sync ends");
+    assert_eq!(op.phase, OperationPhase::Failed, "{op:#?}");
+    // Not LEASE_LAPSED: the sync did not wait for a lease that will not come back.
+    assert_eq!(op.message, CANCELLED);
+    assert!(get(&env, "v1", "ConfigMap", "default", "moved")
         .await
         .is_none());
 }
