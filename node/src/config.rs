@@ -160,6 +160,12 @@ pub struct Args {
     /// Apps reconciled at once on this node (default 16).
     #[arg(long, env = "FLOTILLA_WORKERS")]
     pub workers: Option<usize>,
+    /// Watch every kind each destination cluster serves, so objects carrying an app's
+    /// tracking mark are found whatever their kind. By default only the kinds the node's
+    /// apps deploy or have deployed on a cluster are watched there: one watch connection
+    /// per kind in use instead of one per kind served.
+    #[arg(long, env = "FLOTILLA_WATCH_ALL_KINDS")]
+    pub watch_all_kinds: bool,
 }
 
 /// Every long flag name of [`Args`] (without `--`), for checking deploy manifests.
@@ -238,6 +244,8 @@ pub struct FileConfig {
     pub repo_poll_seconds: Option<u64>,
     /// See [`Args::workers`].
     pub workers: Option<usize>,
+    /// See [`Args::watch_all_kinds`].
+    pub watch_all_kinds: Option<bool>,
 }
 
 /// A secret value whose `Debug` never shows it.
@@ -389,6 +397,8 @@ pub struct ControllerConfig {
     pub repo_poll: Duration,
     /// Apps reconciled at once (default 16).
     pub workers: usize,
+    /// Watch every kind a cluster serves (default: only the kinds in use).
+    pub watch_all_kinds: bool,
 }
 
 impl NodeConfig {
@@ -946,6 +956,14 @@ impl Resolver<'_> {
                 f.allow_local_repos,
             )?
             .is_some_and(|(v, _)| v);
+        let watch_all_kinds = self
+            .pick(
+                a.watch_all_kinds.then_some(true),
+                "watch_all_kinds",
+                boolean,
+                f.watch_all_kinds,
+            )?
+            .is_some_and(|(v, _)| v);
         let resync = positive(
             "resync seconds",
             self.pick(
@@ -1000,6 +1018,7 @@ impl Resolver<'_> {
             resync: Duration::from_secs(resync),
             repo_poll: Duration::from_secs(repo_poll),
             workers: workers as usize,
+            watch_all_kinds,
         })
     }
 

@@ -661,3 +661,90 @@ async fn new_commits_refresh_only_the_apps_whose_listed_paths_changed() {
         .await
         .expect("controller stops");
 }
+
+/// Create an object carrying `app`'s tracking label behind the controller's back.
+async fn create_labeled(env: &Env, api_version: &str, kind: &str, name: &str, app: &str) {
+    use kube::api::PostParams;
+    let k = env.cluster.kind(api_version, kind).await.expect("kind");
+    let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": api_version, "kind": kind,
+        "metadata": {"name": name, "namespace": "default",
+            "labels": {flotilla_node::live::INSTANCE_LABEL: app}},
+    }))
+    .expect("object");
+    env.cluster
+        .api(&k, "default")
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("create labeled object");
+}
+
+fn extra_listed(st: &flotilla_node::status::AppStatus, kind: &str, name: &str) -> bool {
+    st.sync.status == sync_code::OUT_OF_SYNC
+        && st
+            .resources
+            .iter()
+            .any(|r| r.kind == kind && r.name == name && r.requires_pruning)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_kinds_in_use_are_watched_unless_every_kind_is_asked_for() {
+    let env = env::start().await;
+    env.repo.write("kinds/cm.yaml", &cm("kinds-a", "1"));
+    env.repo.commit("apps");
+    let cancel = CancellationToken::new();
+    let controller = env.controller(env::settings(), &cancel);
+    env.put_app(&env.app("kinds", "kinds", json!({}))).await;
+    env.wait_status("kinds", "OutOfSync", |s| {
+        s.sync.status == sync_code::OUT_OF_SYNC
+    })
+    .await;
+    // One watch for the one kind the app deploys, not one per kind the cluster serves.
+    let served = env
+        .cluster
+        .kinds()
+        .await
+        .expect("discovery")
+        .watchable()
+        .count();
+    let watches = env.sim.watches_started();
+    assert!(served > 10, "the cluster serves {served} kinds");
+    assert!(
+        (1..served / 2).contains(&(watches as usize)),
+        "{watches} watches for one kind in use, of {served} served"
+    );
+
+    // An object of a kind in use carrying the app's label is found as one to prune.
+    create_labeled(&env, "v1", "ConfigMap", "stray-cm", "kinds").await;
+    env.wait_status("kinds", "the stray ConfigMap listed for pruning", |s| {
+        extra_listed(s, "ConfigMap", "stray-cm")
+    })
+    .await;
+    cancel.cancel();
+    tokio::time::timeout(LIMIT, controller.stopped())
+        .await
+        .expect("controller stops");
+
+    // Watching every kind finds a labeled object of a kind no app deploys.
+    create_labeled(&env, "v1", "Secret", "stray-secret", "kinds").await;
+    let cancel = CancellationToken::new();
+    let controller = env.controller(
+        ControllerSettings {
+            watch_all_kinds: true,
+            ..env::settings()
+        },
+        &cancel,
+    );
+    env.wait_status("kinds", "the stray Secret listed for pruning", |s| {
+        extra_listed(s, "Secret", "stray-secret")
+    })
+    .await;
+    assert!(
+        env.sim.watches_started() as usize >= watches as usize + served - 1,
+        "every served kind is watched"
+    );
+    cancel.cancel();
+    tokio::time::timeout(LIMIT, controller.stopped())
+        .await
+        .expect("controller stops");
+}

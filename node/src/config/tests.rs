@@ -331,13 +331,14 @@ fn flag_names_list_every_long_flag() {
         "resync-seconds",
         "repo-poll-seconds",
         "workers",
+        "watch-all-kinds",
     ] {
         assert!(
             names.iter().any(|n| n == want),
             "missing {want} in {names:?}"
         );
     }
-    assert_eq!(names.len(), 32);
+    assert_eq!(names.len(), 33);
 }
 
 #[test]

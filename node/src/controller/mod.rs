@@ -64,6 +64,9 @@ pub struct ControllerSettings {
     pub debounce: Duration,
     /// How managed objects are marked.
     pub tracking: Tracking,
+    /// Watch every kind each cluster serves; otherwise only the kinds this node's apps
+    /// deploy there or list in their status (what they deploy now and what they deployed).
+    pub watch_all_kinds: bool,
     /// The first wait before an automated sync is tried again after a failure.
     pub self_heal_backoff: Duration,
     /// The longest such wait.
@@ -97,6 +100,7 @@ impl Default for ControllerSettings {
             per_cluster: 8,
             debounce: Duration::from_millis(250),
             tracking: Tracking::Label,
+            watch_all_kinds: false,
             self_heal_backoff: Duration::from_secs(2),
             self_heal_backoff_max: Duration::from_secs(180),
             sync_step_timeout: Duration::from_secs(300),
@@ -167,6 +171,9 @@ struct AppState {
 
 /// An app a new commit may concern, with the paths its manifests come from.
 type Candidate = (String, Arc<Vec<paths::RefreshPath>>);
+
+/// Kinds by `(group, kind)`.
+type GroupKinds = BTreeSet<(String, String)>;
 
 /// What the controller remembers about an app's spec, for routing triggers.
 #[derive(Debug, Clone, Default)]
@@ -554,8 +561,21 @@ impl Inner {
             .clone()
     }
 
-    /// Start the live-state watches of a cluster once.
-    async fn ensure_watch(&self, cluster: &Arc<Cluster>) {
+    /// Start the live-state watches an app needs on its cluster: every kind the cluster
+    /// serves (once per cluster) with `watch_all_kinds`, else the kinds in `kinds` that
+    /// the cluster serves and that are not watched yet.
+    async fn ensure_watch(&self, cluster: &Arc<Cluster>, kinds: &GroupKinds) {
+        if !self.settings.watch_all_kinds {
+            let Ok(index) = cluster.kinds().await else {
+                return;
+            };
+            for (group, kind) in kinds {
+                if let Some(k) = index.by_group_kind(group, kind).filter(|k| k.watchable) {
+                    self.live.watch_kind(cluster, k);
+                }
+            }
+            return;
+        }
         let first = self
             .watched
             .lock()
@@ -572,16 +592,23 @@ impl Inner {
         }
     }
 
-    /// Whether the cache has completed the initial list of every kind of the cluster.
-    async fn cache_ready(&self, cluster: &Cluster) -> bool {
-        let Ok(kinds) = cluster.kinds().await else {
+    /// Whether the cache has completed the initial list of every kind an app needs on its
+    /// cluster (of every kind the cluster serves, with `watch_all_kinds`).
+    async fn cache_ready(&self, cluster: &Cluster, kinds: &GroupKinds) -> bool {
+        let Ok(index) = cluster.kinds().await else {
             return false;
         };
-        let ready = kinds.watchable().all(|k| {
-            self.live
-                .is_ready(cluster.name(), &k.resource.group, &k.resource.kind)
-        });
-        ready
+        let ready = |group: &str, kind: &str| self.live.is_ready(cluster.name(), group, kind);
+        if self.settings.watch_all_kinds {
+            return index
+                .watchable()
+                .all(|k| ready(&k.resource.group, &k.resource.kind));
+        }
+        kinds.iter().all(|(group, kind)| {
+            index
+                .by_group_kind(group, kind)
+                .is_none_or(|k| !k.watchable || ready(group, kind))
+        })
     }
 
     fn next_seq(&self) -> u64 {

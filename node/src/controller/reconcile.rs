@@ -6,7 +6,7 @@ use super::document::{
     op_result, operation_state, selection, sync_settings, with_override, StatusSettings,
 };
 use super::project::{self, DEFAULT_PROJECT};
-use super::{ControllerError, Inner};
+use super::{ControllerError, GroupKinds, Inner};
 use crate::clusters::Cluster;
 use crate::diff::{DiffOptions, Drift, ResourceKey};
 use crate::health;
@@ -176,6 +176,9 @@ impl Inner {
 /// Everything a reconcile learned before deciding on an operation.
 struct Compared {
     cluster: Arc<Cluster>,
+    /// The kinds whose live objects the app needs: those it deploys and those its status
+    /// lists.
+    kinds: GroupKinds,
     desired: Vec<Value>,
     revision: String,
     cmp: Comparison,
@@ -251,7 +254,7 @@ pub(super) async fn reconcile(inner: &Arc<Inner>, key: &str) -> Result<Outcome, 
         None => Ok(app.clone()),
     };
     let compared = match render_app {
-        Ok(render_app) => compare(inner, key, &render_app, hard).await,
+        Ok(render_app) => compare(inner, key, &render_app, prev.as_ref(), hard).await,
         Err(e) => Err(condition("InvalidSpecError", e)),
     };
     let mut compared = match compared {
@@ -432,7 +435,7 @@ async fn compare_after_sync(
 ) -> Result<Comparison, live::LiveError> {
     let ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let cluster = &compared.cluster;
-    if !inner.cache_ready(cluster).await {
+    if !inner.cache_ready(cluster, &compared.kinds).await {
         return live::compare_app(
             cluster,
             &app.metadata.name,
@@ -562,6 +565,7 @@ async fn compare(
     inner: &Arc<Inner>,
     key: &str,
     app: &Application,
+    prev: Option<&AppStatus>,
     force_fetch: bool,
 ) -> Result<Compared, Condition> {
     let reader = inner.deps.store.local();
@@ -628,14 +632,23 @@ async fn compare(
     }
     let diff =
         diff_options(app, &inner.settings.ignore).map_err(|m| condition("InvalidSpecError", m))?;
-    inner.ensure_watch(&cluster).await;
+    let kinds: GroupKinds = desired
+        .iter()
+        .map(health::group_kind)
+        .chain(
+            prev.into_iter()
+                .flat_map(|p| &p.resources)
+                .map(|r| (r.group.clone(), r.kind.clone())),
+        )
+        .collect();
+    inner.ensure_watch(&cluster, &kinds).await;
     let permit = inner
         .cluster_permit(cluster.name())
         .acquire_owned()
         .await
         .ok();
     let ns = app.spec.destination.namespace.clone().unwrap_or_default();
-    let cmp = if inner.cache_ready(&cluster).await {
+    let cmp = if inner.cache_ready(&cluster, &kinds).await {
         let managed = inner.live.app_objects(cluster.name(), &app.metadata.name);
         live::compare_with(
             &cluster,
@@ -662,6 +675,7 @@ async fn compare(
     tracing::trace!(app = %key, in_sync = cmp.in_sync(), "compared");
     Ok(Compared {
         cluster,
+        kinds,
         desired,
         revision,
         cmp,

@@ -118,10 +118,26 @@ impl ChangeReceiver {
     }
 }
 
+/// A cached object, kept as its compact JSON text: a parsed `Value` tree takes several
+/// times the memory of the text, and every node caches the managed objects of every app on
+/// the clusters it watches. Readers parse the few objects they ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored(Box<str>);
+
+impl Stored {
+    fn of(v: &Value) -> Self {
+        Self(v.to_string().into_boxed_str())
+    }
+
+    fn value(&self) -> Option<Value> {
+        serde_json::from_str(&self.0).ok()
+    }
+}
+
 #[derive(Default)]
 struct ClusterObjects {
     /// Every managed object: its app and the object.
-    objects: BTreeMap<ResourceKey, (String, Value)>,
+    objects: BTreeMap<ResourceKey, (String, Stored)>,
     /// Keys by app.
     by_app: HashMap<String, BTreeSet<ResourceKey>>,
     /// Kinds whose initial list is complete, by (group, kind).
@@ -138,7 +154,7 @@ impl ClusterObjects {
     }
 
     /// Store an object; returns the app that managed it before, if any.
-    fn put(&mut self, key: ResourceKey, app: String, obj: Value) -> Option<String> {
+    fn put(&mut self, key: ResourceKey, app: String, obj: Stored) -> Option<String> {
         let before = self.remove(&key);
         self.by_app
             .entry(app.clone())
@@ -231,14 +247,14 @@ impl LiveCache {
             .get(app)
             .into_iter()
             .flatten()
-            .filter_map(|k| c.objects.get(k).map(|(_, v)| v.clone()))
+            .filter_map(|k| c.objects.get(k).and_then(|(_, v)| v.value()))
             .collect()
     }
 
     /// One managed object, if cached.
     pub fn get(&self, cluster: &str, key: &ResourceKey) -> Option<Value> {
         let all = self.clusters.read().unwrap_or_else(|p| p.into_inner());
-        all.get(cluster)?.objects.get(key).map(|(_, v)| v.clone())
+        all.get(cluster)?.objects.get(key)?.1.value()
     }
 
     /// Whether the initial list of a kind on a cluster is complete.
@@ -294,7 +310,7 @@ async fn run_watch(
     let gk = (kind.resource.group.clone(), kind.resource.kind.clone());
     let name = cluster.name().to_string();
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut relist: Option<BTreeMap<ResourceKey, (String, Value)>> = None;
+    let mut relist: Option<BTreeMap<ResourceKey, (String, Stored)>> = None;
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -315,7 +331,7 @@ async fn run_watch(
         let managed = |obj: &kube::api::DynamicObject| {
             let v = to_value(obj, &kind)?;
             let app = tracking.owner(&v)?;
-            Some((ResourceKey::of(&v), app, v))
+            Some((ResourceKey::of(&v), app, Stored::of(&v)))
         };
         let mut announce = Vec::new();
         {
@@ -344,7 +360,10 @@ async fn run_watch(
                         }
                     }
                     for (k, (app, v)) in fresh {
-                        let same = objects.objects.get(&k) == Some(&(app.clone(), v.clone()));
+                        let same = objects
+                            .objects
+                            .get(&k)
+                            .is_some_and(|(a, stored)| *a == app && *stored == v);
                         if !same {
                             announce.push((app.clone(), k.clone()));
                         }

@@ -127,6 +127,7 @@ pub(super) async fn start(
             resync: cfg.controller.resync,
             resync_jitter: cfg.controller.resync / 10,
             workers: cfg.controller.workers,
+            watch_all_kinds: cfg.controller.watch_all_kinds,
             control_namespace: Some(cfg.controller.secrets_namespace.clone()),
             ..ControllerSettings::default()
         },
