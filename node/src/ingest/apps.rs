@@ -35,15 +35,29 @@ enum Kind {
     Project,
 }
 
-/// Live objects of one kind, by `(namespace, name)`, as JSON.
+/// Live objects of one kind, by `(namespace, name)`, as compact JSON text without their
+/// status and managed fields (what ingestion reads is kept; a parsed document of every
+/// Application, status and all, would take several times the memory).
 struct Mirror {
     kind: Kind,
     namespaces: BTreeSet<String>,
-    objects: BTreeMap<(String, String), Value>,
+    objects: BTreeMap<(String, String), Box<str>>,
     /// Namespaces listed at least once since this mirror started.
     listed: BTreeSet<String>,
     /// Objects of a list in progress, per namespace.
-    listing: BTreeMap<String, BTreeMap<String, Value>>,
+    listing: BTreeMap<String, BTreeMap<String, Box<str>>>,
+}
+
+/// The part of a live object the mirror keeps, as compact JSON text.
+fn kept(v: &Value) -> Box<str> {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+    }
+    v.to_string().into_boxed_str()
 }
 
 /// Mirror `Application`s until `cancel` fires.
@@ -160,7 +174,7 @@ impl Mirror {
             Event::InitApply(obj) => {
                 let v = object_value(&obj);
                 if let Some(l) = self.listing.get_mut(ns) {
-                    l.insert(name_of(&v), v);
+                    l.insert(name_of(&v), kept(&v));
                 }
                 Ok(())
             }
@@ -180,7 +194,7 @@ impl Mirror {
             Event::Apply(obj) => {
                 let v = object_value(&obj);
                 let name = name_of(&v);
-                self.objects.insert((ns.to_string(), name), v.clone());
+                self.objects.insert((ns.to_string(), name), kept(&v));
                 if !self.ready() {
                     return Ok(());
                 }
@@ -249,8 +263,9 @@ impl Mirror {
     /// Make the store match every live object and delete what no longer exists.
     async fn reconcile_all(&self, ctx: &Ctx, client: &kube::Client) -> Result<(), IngestError> {
         let mut commands = Vec::new();
-        for ((ns, _), v) in &self.objects {
-            let more = self.upsert(ctx, client, ns, v, &mut commands).await?;
+        for ((ns, _), text) in &self.objects {
+            let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            let more = self.upsert(ctx, client, ns, &v, &mut commands).await?;
             commands.extend(more);
         }
         let reader = ctx.store.local();
