@@ -592,6 +592,12 @@ impl Inner {
         }
     }
 
+    /// The kinds to list an app's live objects over while the cache is not ready: those
+    /// it needs, or every kind with `watch_all_kinds` (`None`).
+    fn listed_kinds<'a>(&self, kinds: &'a GroupKinds) -> Option<&'a GroupKinds> {
+        (!self.settings.watch_all_kinds).then_some(kinds)
+    }
+
     /// Whether the cache has completed the initial list of every kind an app needs on its
     /// cluster (of every kind the cluster serves, with `watch_all_kinds`).
     async fn cache_ready(&self, cluster: &Cluster, kinds: &GroupKinds) -> bool {

@@ -436,13 +436,14 @@ async fn compare_after_sync(
     let ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let cluster = &compared.cluster;
     if !inner.cache_ready(cluster, &compared.kinds).await {
-        return live::compare_app(
+        return live::compare_app_of(
             cluster,
             &app.metadata.name,
             &compared.desired,
             &ns,
             inner.settings.tracking,
             &compared.diff,
+            inner.listed_kinds(&compared.kinds),
         )
         .await;
     }
@@ -661,13 +662,14 @@ async fn compare(
         )
         .await
     } else {
-        live::compare_app(
+        live::compare_app_of(
             &cluster,
             &app.metadata.name,
             &desired,
             &ns,
             inner.settings.tracking,
             &diff,
+            inner.listed_kinds(&kinds),
         )
         .await
     }

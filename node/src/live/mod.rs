@@ -13,7 +13,7 @@ use crate::clusters::{Cluster, ClusterError, ConnectionStatus};
 use crate::diff::{diff_resource, DiffError, DiffOptions, Drift, ResourceDiff, ResourceKey};
 use kube::api::ListParams;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Argo CD's default tracking label.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
@@ -148,9 +148,23 @@ pub async fn list_managed(
     app: &str,
     tracking: Tracking,
 ) -> Result<Vec<Value>, LiveError> {
+    list_managed_of(cluster, app, tracking, None).await
+}
+
+/// [`list_managed`] over the kinds in `only` (by group and kind), or over every listable
+/// kind when `None`.
+pub async fn list_managed_of(
+    cluster: &Cluster,
+    app: &str,
+    tracking: Tracking,
+    only: Option<&BTreeSet<(String, String)>>,
+) -> Result<Vec<Value>, LiveError> {
     let kinds = cluster.kinds().await?;
     let mut out = Vec::new();
-    for kind in kinds.watchable() {
+    let wanted = |k: &&crate::clusters::discovery::Kind| {
+        only.is_none_or(|o| o.contains(&(k.resource.group.clone(), k.resource.kind.clone())))
+    };
+    for kind in kinds.watchable().filter(wanted) {
         let api = cluster.api(kind, "");
         let mut lp = ListParams::default();
         if let Some(sel) = tracking.selector(app) {
@@ -324,7 +338,30 @@ pub async fn compare_app(
     tracking: Tracking,
     opts: &DiffOptions,
 ) -> Result<Comparison, LiveError> {
-    let managed = list_managed(cluster, app, tracking).await?;
+    compare_app_of(
+        cluster,
+        app,
+        desired,
+        default_namespace,
+        tracking,
+        opts,
+        None,
+    )
+    .await
+}
+
+/// [`compare_app`] with the managed objects listed over the kinds in `only` (see
+/// [`list_managed_of`]).
+pub async fn compare_app_of(
+    cluster: &Cluster,
+    app: &str,
+    desired: &[Value],
+    default_namespace: &str,
+    tracking: Tracking,
+    opts: &DiffOptions,
+    only: Option<&BTreeSet<(String, String)>>,
+) -> Result<Comparison, LiveError> {
+    let managed = list_managed_of(cluster, app, tracking, only).await?;
     compare_with(
         cluster,
         app,

@@ -138,3 +138,32 @@ async fn cache_follows_managed_objects_and_survives_410_and_outages() {
         .await
         .expect("watches stop");
 }
+
+#[tokio::test]
+async fn listing_managed_objects_can_be_limited_to_some_kinds() {
+    let env = start().await;
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: only-s\n  namespace: default\nstringData:\n  k: v\n---\n";
+    assert!(Sync::new("only")
+        .run(&env, &docs(&(cm("only-c", "1") + secret)))
+        .await
+        .succeeded());
+    let kinds = |objs: &[serde_json::Value]| {
+        let mut k: Vec<String> = objs
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap_or_default().to_string())
+            .collect();
+        k.sort();
+        k
+    };
+    let all = flotilla_node::live::list_managed(&env.cluster, "only", Tracking::Label)
+        .await
+        .expect("list every kind");
+    assert_eq!(kinds(&all), ["ConfigMap", "Secret"]);
+    let only: std::collections::BTreeSet<(String, String)> =
+        [(String::new(), "ConfigMap".to_string())].into();
+    let some =
+        flotilla_node::live::list_managed_of(&env.cluster, "only", Tracking::Label, Some(&only))
+            .await
+            .expect("list one kind");
+    assert_eq!(kinds(&some), ["ConfigMap"]);
+}
