@@ -68,6 +68,7 @@ impl Service {
             &ns,
             Tracking::Label,
             &opts,
+            None,
         )
         .await
         .map_err(|e| {

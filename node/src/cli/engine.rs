@@ -206,6 +206,7 @@ pub async fn run_diff(args: &DiffArgs, out: &mut impl std::io::Write) -> anyhow:
         &namespace(&l.app),
         l.tracking,
         &opts,
+        None,
     )
     .await?;
     for d in &cmp.diffs {

@@ -436,7 +436,7 @@ async fn compare_after_sync(
     let ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let cluster = &compared.cluster;
     if !inner.cache_ready(cluster, &compared.kinds).await {
-        return live::compare_app_of(
+        return live::compare_app(
             cluster,
             &app.metadata.name,
             &compared.desired,
@@ -486,21 +486,19 @@ async fn run_operation(
             return Ok(None);
         }
     };
-    if !inner.start_op(key, op_id, req).await? {
-        return Ok(None);
-    }
+    // Registered before the operation is recorded, so a shard lost meanwhile cancels it.
     let token = inner.cancel.child_token();
+    inner.with_state(key, |s| s.cancel = Some(token.clone()));
+    let started = inner.start_op(key, op_id, req).await;
+    if !matches!(started, Ok(true)) {
+        inner.with_state(key, |s| s.cancel = None);
+        return started.map(|_| None);
+    }
     let may_write = || match inner.may_act(key) {
         Ok(_) => Gate::Open,
         Err(_) if inner.owns(key) => Gate::Lapsed,
         Err(_) => Gate::Moved,
     };
-    inner.with_state(key, |s| s.cancel = Some(token.clone()));
-    // The app's shard may have moved while the operation was being recorded: the loss
-    // cancelled the state that was there then, not this token.
-    if !inner.owns(key) {
-        token.cancel();
-    }
     let ns = app.spec.destination.namespace.clone().unwrap_or_default();
     let ctx = SyncContext {
         cluster: parts.cluster,
@@ -662,7 +660,7 @@ async fn compare(
         )
         .await
     } else {
-        live::compare_app_of(
+        live::compare_app(
             &cluster,
             &app.metadata.name,
             &desired,
@@ -774,7 +772,8 @@ async fn delete_app(
         }
     };
     let managed =
-        match live::list_managed(&cluster, &app.metadata.name, inner.settings.tracking).await {
+        match live::list_managed(&cluster, &app.metadata.name, inner.settings.tracking, None).await
+        {
             Ok(m) => m,
             Err(e) => {
                 inner.write_status(key, prev, fail(e.to_string())).await?;
@@ -789,7 +788,7 @@ async fn delete_app(
             return Ok(false);
         }
     }
-    let left = live::list_managed(&cluster, &app.metadata.name, inner.settings.tracking)
+    let left = live::list_managed(&cluster, &app.metadata.name, inner.settings.tracking, None)
         .await
         .map(|m| m.len())
         .unwrap_or(usize::MAX);

@@ -49,8 +49,7 @@ struct Mirror {
 }
 
 /// The part of a live object the mirror keeps, as compact JSON text.
-fn kept(v: &Value) -> Box<str> {
-    let mut v = v.clone();
+fn kept(mut v: Value) -> Box<str> {
     if let Some(o) = v.as_object_mut() {
         o.remove("status");
         if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -174,7 +173,7 @@ impl Mirror {
             Event::InitApply(obj) => {
                 let v = object_value(&obj);
                 if let Some(l) = self.listing.get_mut(ns) {
-                    l.insert(name_of(&v), kept(&v));
+                    l.insert(name_of(&v), kept(v));
                 }
                 Ok(())
             }
@@ -194,7 +193,7 @@ impl Mirror {
             Event::Apply(obj) => {
                 let v = object_value(&obj);
                 let name = name_of(&v);
-                self.objects.insert((ns.to_string(), name), kept(&v));
+                self.objects.insert((ns.to_string(), name), kept(v.clone()));
                 if !self.ready() {
                     return Ok(());
                 }

@@ -141,19 +141,10 @@ pub(crate) fn note<T>(cluster: &Cluster, r: &Result<T, kube::Error>) {
     }
 }
 
-/// The live objects `app` manages on `cluster`, over every listable kind; objects owned by
-/// another object (a Deployment's ReplicaSets) are left out, as Argo CD does.
+/// The live objects `app` manages on `cluster`, over the listable kinds in `only` (by group
+/// and kind), or over every listable kind when `None`; objects owned by another object (a
+/// Deployment's ReplicaSets) are left out, as Argo CD does.
 pub async fn list_managed(
-    cluster: &Cluster,
-    app: &str,
-    tracking: Tracking,
-) -> Result<Vec<Value>, LiveError> {
-    list_managed_of(cluster, app, tracking, None).await
-}
-
-/// [`list_managed`] over the kinds in `only` (by group and kind), or over every listable
-/// kind when `None`.
-pub async fn list_managed_of(
     cluster: &Cluster,
     app: &str,
     tracking: Tracking,
@@ -330,29 +321,8 @@ impl Comparison {
 
 /// Compare desired with live for one app: desired objects are prepared, hooks are not
 /// compared (they are run, not kept), tracked objects no longer desired are extras.
+/// Managed objects are listed as [`list_managed`] does, over `only`.
 pub async fn compare_app(
-    cluster: &Cluster,
-    app: &str,
-    desired: &[Value],
-    default_namespace: &str,
-    tracking: Tracking,
-    opts: &DiffOptions,
-) -> Result<Comparison, LiveError> {
-    compare_app_of(
-        cluster,
-        app,
-        desired,
-        default_namespace,
-        tracking,
-        opts,
-        None,
-    )
-    .await
-}
-
-/// [`compare_app`] with the managed objects listed over the kinds in `only` (see
-/// [`list_managed_of`]).
-pub async fn compare_app_of(
     cluster: &Cluster,
     app: &str,
     desired: &[Value],
@@ -361,7 +331,7 @@ pub async fn compare_app_of(
     opts: &DiffOptions,
     only: Option<&BTreeSet<(String, String)>>,
 ) -> Result<Comparison, LiveError> {
-    let managed = list_managed_of(cluster, app, tracking, only).await?;
+    let managed = list_managed(cluster, app, tracking, only).await?;
     compare_with(
         cluster,
         app,

@@ -747,6 +747,7 @@ pub async fn sync_app(
         ctx.namespace,
         ctx.tracking,
         diff,
+        None,
     )
     .await?;
     let op = sync_compared(ctx, &cmp, request).await?;

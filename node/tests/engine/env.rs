@@ -124,6 +124,7 @@ impl<'a> Sync<'a> {
             self.namespace,
             self.tracking,
             &self.diff,
+            None,
         )
         .await
         .expect("compare")

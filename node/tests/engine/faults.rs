@@ -133,7 +133,7 @@ async fn cluster_offline_then_back() {
     assert!(s.run(&env, &desired).await.succeeded());
     assert_eq!(env.cluster.status(), ConnectionStatus::Connected);
     env.sim.set_offline(true);
-    let r = flotilla_node::live::list_managed(&env.cluster, "off", Default::default()).await;
+    let r = flotilla_node::live::list_managed(&env.cluster, "off", Default::default(), None).await;
     assert!(r.is_err());
     assert!(
         matches!(env.cluster.status(), ConnectionStatus::Failed(m) if !m.is_empty()),
@@ -226,13 +226,9 @@ async fn a_closed_write_gate_holds_writes_then_gives_up() {
     env.cluster.kinds().await.expect("discovery");
     let custom = flotilla_node::health::lua::Customizations::none();
     use flotilla_node::sync::executor::Gate;
-    // 0: lapsed, 1: open, 2: moved.
-    let open = std::sync::atomic::AtomicU8::new(0);
-    let may_write = || match open.load(std::sync::atomic::Ordering::SeqCst) {
-        0 => Gate::Lapsed,
-        1 => Gate::Open,
-        _ => Gate::Moved,
-    };
+    let gate = std::sync::Mutex::new(Gate::Lapsed);
+    let set = |g: Gate| *gate.lock().expect("gate") = g;
+    let may_write = || *gate.lock().expect("gate");
     let ctx = |app: &'static str| SyncContext {
         gate: Some(flotilla_node::sync::executor::WriteGate(&may_write)),
         ..context(&env, &custom, app)
@@ -254,7 +250,7 @@ async fn a_closed_write_gate_holds_writes_then_gives_up() {
             async {
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 let written = get(&env, "v1", "ConfigMap", "default", "held").await;
-                open.store(1, std::sync::atomic::Ordering::SeqCst);
+                set(Gate::Open);
                 written
             }
         )
@@ -269,7 +265,7 @@ async fn a_closed_write_gate_holds_writes_then_gives_up() {
         .is_some());
 
     tracing::info!("kept closed: the sync gives up after the wait and writes nothing");
-    open.store(0, std::sync::atomic::Ordering::SeqCst);
+    set(Gate::Lapsed);
     let refused = plan(&cm("refused", "1"));
     let op = tokio::time::timeout(
         Duration::from_secs(30),
@@ -284,7 +280,7 @@ async fn a_closed_write_gate_holds_writes_then_gives_up() {
         .is_none());
 
     tracing::info!("moved to another node: the sync stops at once and writes nothing");
-    open.store(2, std::sync::atomic::Ordering::SeqCst);
+    set(Gate::Moved);
     let moved = plan(&cm("moved", "1"));
     let op = tokio::time::timeout(
         Duration::from_secs(30),

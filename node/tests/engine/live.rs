@@ -155,14 +155,14 @@ async fn listing_managed_objects_can_be_limited_to_some_kinds() {
         k.sort();
         k
     };
-    let all = flotilla_node::live::list_managed(&env.cluster, "only", Tracking::Label)
+    let all = flotilla_node::live::list_managed(&env.cluster, "only", Tracking::Label, None)
         .await
         .expect("list every kind");
     assert_eq!(kinds(&all), ["ConfigMap", "Secret"]);
     let only: std::collections::BTreeSet<(String, String)> =
         [(String::new(), "ConfigMap".to_string())].into();
     let some =
-        flotilla_node::live::list_managed_of(&env.cluster, "only", Tracking::Label, Some(&only))
+        flotilla_node::live::list_managed(&env.cluster, "only", Tracking::Label, Some(&only))
             .await
             .expect("list one kind");
     assert_eq!(kinds(&some), ["ConfigMap"]);
