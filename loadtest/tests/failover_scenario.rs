@@ -85,12 +85,17 @@ fn common_fields(doc: &Value, scenario: &str) {
         .as_str()
         .is_some_and(|c| c.contains(scenario)));
     // Overlapping syncs are counted from the nodes' logs; every counted one is listed (up to
-    // 20) with both nodes and times.
+    // 20) with both nodes and times. A shard that moves stops its old owner's syncs before
+    // the new owner starts any: no app is ever synced by two nodes at once.
     let concurrent = doc["concurrent_operations"]
         .as_u64()
         .expect("concurrent_operations");
     let examples = doc["concurrent_examples"].as_array().expect("examples");
     assert_eq!(examples.len() as u64, concurrent.min(20), "{examples:?}");
+    assert_eq!(
+        concurrent, 0,
+        "apps synced by two nodes at once: {examples:?}"
+    );
 }
 
 #[test]

@@ -29,6 +29,8 @@ pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_VOTERS: u8 = 3;
 /// Default shutdown grace period in seconds.
 pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
+/// Default page cache of the store, in MiB.
+pub const DEFAULT_STORE_CACHE_MB: u64 = 64;
 /// Placeholder in `--peer-dns-pattern` replaced by a pod ordinal.
 pub const ORDINAL_PLACEHOLDER: &str = "{ordinal}";
 
@@ -123,6 +125,10 @@ pub struct Args {
     /// Shutdown grace period in seconds (default 30).
     #[arg(long, env = "FLOTILLA_GRACE_PERIOD_SECONDS")]
     pub grace_period_seconds: Option<u64>,
+    /// Memory for the store's page cache, in MiB (default 64). Reads that miss it are read
+    /// from the data directory again: less memory, more CPU.
+    #[arg(long, env = "FLOTILLA_STORE_CACHE_MB")]
+    pub store_cache_mb: Option<u64>,
     /// Kubeconfig of the management cluster holding Applications, AppProjects and Secrets
     /// (default: in-cluster when running in a pod, else none).
     #[arg(long, env = "FLOTILLA_KUBECONFIG")]
@@ -222,6 +228,8 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     /// See [`Args::grace_period_seconds`].
     pub grace_period_seconds: Option<u64>,
+    /// See [`Args::store_cache_mb`].
+    pub store_cache_mb: Option<u64>,
     /// See [`Args::kubeconfig`].
     pub kubeconfig: Option<PathBuf>,
     /// See [`Args::namespaces`].
@@ -372,6 +380,8 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     /// Shutdown grace period (default 30 s).
     pub grace_period: Duration,
+    /// The store's page cache in bytes (default 64 MiB).
+    pub store_cache_bytes: u64,
     /// What the node reconciles and how often.
     pub controller: ControllerConfig,
 }
@@ -869,6 +879,16 @@ pub fn load(src: Sources<'_>) -> Result<NodeConfig, ConfigError> {
             r.file.grace_period_seconds,
         )?
         .map_or(DEFAULT_GRACE_PERIOD_SECONDS, |(v, _)| v);
+    let store_cache_mb = positive(
+        "store cache MiB",
+        r.pick(
+            a.store_cache_mb,
+            "store_cache_mb",
+            parse_from_str("an integer"),
+            r.file.store_cache_mb,
+        )?,
+        DEFAULT_STORE_CACHE_MB,
+    )?;
 
     let controller = r.controller()?;
     Ok(NodeConfig {
@@ -895,6 +915,7 @@ pub fn load(src: Sources<'_>) -> Result<NodeConfig, ConfigError> {
         webhook_secret,
         log_format,
         grace_period: Duration::from_secs(grace),
+        store_cache_bytes: store_cache_mb << 20,
     })
 }
 
@@ -906,18 +927,22 @@ pub const DEFAULT_RESYNC_SECONDS: u64 = 180;
 /// Default apps reconciled at once.
 pub const DEFAULT_WORKERS: usize = 16;
 
+/// A picked count that must be at least 1 (`default` when not given).
+fn positive(name: &str, v: Option<(u64, String)>, default: u64) -> Result<u64, ConfigError> {
+    match v {
+        Some((0, at)) => Err(ConfigError::Invalid {
+            at,
+            message: format!("{name} must be at least 1, got 0"),
+        }),
+        Some((v, _)) => Ok(v),
+        None => Ok(default),
+    }
+}
+
 impl Resolver<'_> {
     fn controller(&self) -> Result<ControllerConfig, ConfigError> {
         let a = self.src.args;
         let f = &self.file;
-        let positive = |name: &str, v: Option<(u64, String)>, default: u64| match v {
-            Some((0, at)) => Err(ConfigError::Invalid {
-                at,
-                message: format!("{name} must be at least 1, got 0"),
-            }),
-            Some((v, _)) => Ok(v),
-            None => Ok(default),
-        };
         let list = |s: &str| -> Result<Vec<String>, String> {
             Ok(s.split(',')
                 .map(|x| x.trim().to_owned())

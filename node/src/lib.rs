@@ -30,6 +30,7 @@ pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod packed;
 pub mod render;
 pub mod repos;
 pub mod server;

@@ -10,6 +10,12 @@ macro_rules! remote {
     }};
 }
 
+/// jemalloc gives freed memory back to the system within about a second (its settings are in
+/// `.cargo/config.toml`); the C library's allocator keeps much of it in per-thread arenas.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Command::Node(args) = &cli.command {

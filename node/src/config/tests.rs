@@ -332,13 +332,14 @@ fn flag_names_list_every_long_flag() {
         "repo-poll-seconds",
         "workers",
         "watch-all-kinds",
+        "store-cache-mb",
     ] {
         assert!(
             names.iter().any(|n| n == want),
             "missing {want} in {names:?}"
         );
     }
-    assert_eq!(names.len(), 33);
+    assert_eq!(names.len(), 34);
 }
 
 #[test]
@@ -391,6 +392,43 @@ fn controller_settings_have_defaults_and_checked_values() {
     })
     .expect_err("zero workers");
     assert!(err.to_string().contains("FLOTILLA_WORKERS"), "{err}");
+}
+
+#[test]
+fn the_store_cache_has_a_default_and_is_at_least_one_mib() {
+    let env = HashMap::new();
+    let cfg = load(Sources {
+        args: &parse_args(&["--node-id", "1"]),
+        env: &env,
+        file: None,
+        hostname: None,
+    })
+    .expect("defaults");
+    assert_eq!(cfg.store_cache_bytes, 64 << 20);
+    let cfg = load(Sources {
+        args: &parse_args(&["--node-id", "1"]),
+        env: &env,
+        file: Some(("node.yaml", "storeCacheMb: 24\n")),
+        hostname: None,
+    })
+    .expect("file");
+    assert_eq!(cfg.store_cache_bytes, 24 << 20);
+    let cfg = load(Sources {
+        args: &parse_args(&["--node-id", "1", "--store-cache-mb", "8"]),
+        env: &env,
+        file: Some(("node.yaml", "storeCacheMb: 64\n")),
+        hostname: None,
+    })
+    .expect("flag");
+    assert_eq!(cfg.store_cache_bytes, 8 << 20);
+    let err = load(Sources {
+        args: &parse_args(&["--node-id", "1", "--store-cache-mb", "0"]),
+        env: &env,
+        file: None,
+        hostname: None,
+    })
+    .expect_err("no cache");
+    assert!(err.to_string().contains("store cache"), "{err}");
 }
 
 #[test]

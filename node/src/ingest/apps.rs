@@ -26,6 +26,7 @@ use super::{
     stored_value, with_origin, writeback, Ctx, IngestError,
 };
 use crate::model::{AppProject, Application};
+use crate::packed::Packed;
 use crate::status::{app_key, stored_app};
 
 /// Which kind a mirror follows.
@@ -35,28 +36,28 @@ enum Kind {
     Project,
 }
 
-/// Live objects of one kind, by `(namespace, name)`, as compact JSON text without their
+/// Live objects of one kind, by `(namespace, name)`, packed ([`Packed`]) without their
 /// status and managed fields (what ingestion reads is kept; a parsed document of every
 /// Application, status and all, would take several times the memory).
 struct Mirror {
     kind: Kind,
     namespaces: BTreeSet<String>,
-    objects: BTreeMap<(String, String), Box<str>>,
+    objects: BTreeMap<(String, String), Packed>,
     /// Namespaces listed at least once since this mirror started.
     listed: BTreeSet<String>,
     /// Objects of a list in progress, per namespace.
-    listing: BTreeMap<String, BTreeMap<String, Box<str>>>,
+    listing: BTreeMap<String, BTreeMap<String, Packed>>,
 }
 
-/// The part of a live object the mirror keeps, as compact JSON text.
-fn kept(mut v: Value) -> Box<str> {
+/// The part of a live object the mirror keeps, packed.
+fn kept(mut v: Value) -> Packed {
     if let Some(o) = v.as_object_mut() {
         o.remove("status");
         if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("managedFields");
         }
     }
-    v.to_string().into_boxed_str()
+    Packed::of(&v)
 }
 
 /// Mirror `Application`s until `cancel` fires.
@@ -262,8 +263,8 @@ impl Mirror {
     /// Make the store match every live object and delete what no longer exists.
     async fn reconcile_all(&self, ctx: &Ctx, client: &kube::Client) -> Result<(), IngestError> {
         let mut commands = Vec::new();
-        for ((ns, _), text) in &self.objects {
-            let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        for ((ns, _), packed) in &self.objects {
+            let v = packed.value().unwrap_or(Value::Null);
             let more = self.upsert(ctx, client, ns, &v, &mut commands).await?;
             commands.extend(more);
         }

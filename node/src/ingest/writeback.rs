@@ -30,6 +30,7 @@ use super::{
     application_resource, origin, origin_of, stored_value, Ctx, IngestError, FIELD_MANAGER,
     RESOURCES_FINALIZER,
 };
+use crate::packed::Packed;
 use crate::status::app_key;
 
 #[cfg(test)]
@@ -40,8 +41,8 @@ mod tests;
 struct Known {
     /// The resource version after that write.
     version: Option<String>,
-    /// The status, as compact JSON (kept as text: far smaller than a parsed document).
-    status: String,
+    /// The status, packed (far smaller than a parsed document).
+    status: Packed,
 }
 
 impl Known {
@@ -49,12 +50,12 @@ impl Known {
         let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
         Known {
             version: obj.metadata.resource_version.clone(),
-            status: status.to_string(),
+            status: Packed::of(&status),
         }
     }
 
     fn status(&self) -> Value {
-        serde_json::from_str(&self.status).unwrap_or(Value::Null)
+        self.status.value().unwrap_or(Value::Null)
     }
 }
 

@@ -123,6 +123,7 @@ pub async fn run(
         .with_context(|| format!("create data directory {}", cfg.data_dir.display()))?;
     let mut store_cfg = StoreConfig::new(cfg.node_id, cfg.data_dir.join("raft"), cfg.peer_listen);
     store_cfg.advertise = Some(cfg.advertise.clone());
+    store_cfg.cache_bytes = cfg.store_cache_bytes;
     store_cfg.tls = cfg.tls.as_ref().map(|t| flotilla_raft::TlsPaths {
         ca: t.ca.clone(),
         cert: t.cert.clone(),

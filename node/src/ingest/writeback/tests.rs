@@ -10,7 +10,7 @@ const INTERVAL: Duration = Duration::from_secs(1);
 fn known(status: &str) -> Known {
     Known {
         version: Some("7".into()),
-        status: status.into(),
+        status: Packed::of(&serde_json::from_str(status).expect("a JSON status")),
     }
 }
 

@@ -1,0 +1,158 @@
+//! JSON documents kept in memory for a long time, compressed.
+//!
+//! The leader keeps one document per app for as long as the app exists: its mirror of each
+//! `Application` resource and the status it last wrote back onto it. Both are kept deflated:
+//! an app's status repeats the same keys for every resource and shrinks to a fraction, and
+//! only the few documents being worked on are inflated. One compressor and one decompressor
+//! per thread are reused: setting one up costs far more than packing a small document.
+
+use std::cell::RefCell;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use serde_json::Value;
+
+thread_local! {
+    static DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
+    static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(false));
+}
+
+/// Compact JSON text, deflated. Equal documents pack to equal bytes, so two packed
+/// documents compare without inflating them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Packed(Box<[u8]>);
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Packed({} bytes)", self.0.len())
+    }
+}
+
+impl Packed {
+    /// Pack a document.
+    pub fn of(v: &Value) -> Self {
+        // Serializing a `Value` cannot fail.
+        let text = serde_json::to_vec(v).unwrap_or_default();
+        Self(deflate(&text).into_boxed_slice())
+    }
+
+    /// The document's compact JSON text.
+    pub fn text(&self) -> String {
+        inflate(&self.0)
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The document (`None` only if the bytes were not made by [`Packed::of`]).
+    pub fn value(&self) -> Option<Value> {
+        serde_json::from_slice(&inflate(&self.0)?).ok()
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is held (never true of a packed document).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn deflate(input: &[u8]) -> Vec<u8> {
+    DEFLATE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.reset();
+        let mut out = Vec::with_capacity(input.len() / 2 + 64);
+        loop {
+            let read = c.total_in() as usize;
+            match c.compress_vec(&input[read..], &mut out, FlushCompress::Finish) {
+                Ok(Status::StreamEnd) | Err(_) => return out,
+                Ok(_) => out.reserve(out.capacity().max(64)),
+            }
+        }
+    })
+}
+
+fn inflate(input: &[u8]) -> Option<Vec<u8>> {
+    INFLATE.with(|d| {
+        let mut d = d.borrow_mut();
+        d.reset(false);
+        let mut out = Vec::with_capacity(input.len() * 4 + 64);
+        loop {
+            let read = d.total_in() as usize;
+            let before = d.total_out();
+            match d.decompress_vec(&input[read..], &mut out, FlushDecompress::None) {
+                Ok(Status::StreamEnd) => return Some(out),
+                // All input taken, room left and nothing more came out: the stream is cut.
+                Ok(_)
+                    if d.total_in() as usize == input.len()
+                        && d.total_out() == before
+                        && out.len() < out.capacity() =>
+                {
+                    return None
+                }
+                Ok(_) => out.reserve(out.capacity()),
+                Err(_) => return None,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_document_comes_back_as_it_went_in_and_smaller() {
+        let v = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "app-0042",
+                "namespace": "team-a",
+                "labels": {"app.kubernetes.io/instance": "app-0042"},
+                "managedFields": [{
+                    "manager": "flotilla", "operation": "Apply", "apiVersion": "v1",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:data": {"f:key": {}}, "f:metadata": {"f:labels": {
+                        "f:app.kubernetes.io/instance": {}}}}
+                }]
+            },
+            "data": {"key": "value-0042"}
+        });
+        let p = Packed::of(&v);
+        assert_eq!(p.value(), Some(v.clone()));
+        assert_eq!(p.text(), v.to_string());
+        assert!(p.len() < v.to_string().len(), "{} bytes packed", p.len());
+        assert_eq!(p, Packed::of(&v.clone()));
+        let mut other = v;
+        other["data"]["key"] = json!("value-0043");
+        assert_ne!(p, Packed::of(&other));
+    }
+
+    #[test]
+    fn large_documents_of_any_ratio_pack_and_unpack() {
+        // Far more repetitive than the buffers guess, and hardly compressible at all.
+        let repetitive = json!({"data": "a".repeat(200_000)});
+        let noisy: Vec<u64> = (0..20_000u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7)
+            .collect();
+        let noisy = json!({ "data": noisy });
+        for v in [repetitive, noisy] {
+            let p = Packed::of(&v);
+            assert_eq!(p.value().as_ref(), Some(&v));
+            assert_eq!(p.text().len(), v.to_string().len());
+        }
+    }
+
+    #[test]
+    fn bytes_not_made_here_give_no_document() {
+        assert_eq!(Packed(Box::from(&b"not deflate"[..])).value(), None);
+        let whole = Packed::of(&json!({"a": "b".repeat(1000)}));
+        let cut = Packed(Box::from(&whole.0[..whole.len() / 2]));
+        assert_eq!(cut.value(), None);
+        assert_eq!(cut.text(), "");
+    }
+}
