@@ -193,7 +193,8 @@ struct Indexed {
 #[derive(Default)]
 struct Index {
     apps: HashMap<String, Indexed>,
-    by_name: HashMap<String, BTreeSet<String>>,
+    /// Keys by name, sorted (nearly always one: a `Vec` is far smaller than a `BTreeSet`).
+    by_name: HashMap<String, Vec<String>>,
 }
 
 impl Index {
@@ -204,10 +205,10 @@ impl Index {
                 self.forget_name(&old.name, key);
             }
         }
-        self.by_name
-            .entry(name)
-            .or_default()
-            .insert(key.to_string());
+        let keys = self.by_name.entry(name).or_default();
+        if let Err(i) = keys.binary_search_by(|k| k.as_str().cmp(key)) {
+            keys.insert(i, key.to_string());
+        }
     }
 
     fn remove(&mut self, key: &str) {
@@ -218,7 +219,9 @@ impl Index {
 
     fn forget_name(&mut self, name: &str, key: &str) {
         if let Some(keys) = self.by_name.get_mut(name) {
-            keys.remove(key);
+            if let Ok(i) = keys.binary_search_by(|k| k.as_str().cmp(key)) {
+                keys.remove(i);
+            }
             if keys.is_empty() {
                 self.by_name.remove(name);
             }
@@ -446,27 +449,31 @@ impl Inner {
             .to_value()
             .ok()
             .and_then(|v| crate::status::parse_stored_app(key, &v).ok())
-            .map(|app| Indexed {
-                name: app.metadata.name.clone(),
-                project: app.spec.project.clone(),
-                sources: app
-                    .sources()
-                    .iter()
-                    .filter(|s| s.chart.is_none())
+            .map(|app| {
+                let all = app.sources();
+                let git = || all.iter().filter(|s| s.chart.is_none());
+                // Exact sizes: one entry per app of ten thousand, where a collected
+                // `Vec` would keep room for four.
+                let mut sources: Vec<_> = git()
                     .map(|s| {
                         (
                             crate::source::normalize_url(&s.repo_url),
                             s.revision().to_string(),
                         )
                     })
-                    .collect(),
-                written: app
-                    .sources()
-                    .iter()
-                    .filter(|s| s.chart.is_none())
+                    .collect();
+                sources.shrink_to_fit();
+                let mut written: Vec<_> = git()
                     .map(|s| (s.repo_url.clone(), s.revision().to_string()))
-                    .collect(),
-                refresh: paths::refresh_paths(&app).map(Arc::new),
+                    .collect();
+                written.shrink_to_fit();
+                Indexed {
+                    name: app.metadata.name.clone(),
+                    project: app.spec.project.clone(),
+                    sources,
+                    written,
+                    refresh: paths::refresh_paths(&app).map(Arc::new),
+                }
             })
             .unwrap_or_else(|| Indexed {
                 name: key.rsplit('/').next().unwrap_or(key).to_string(),
@@ -844,7 +851,7 @@ impl Inner {
             index
                 .by_name
                 .get(app_name)
-                .map(|k| k.iter().cloned().collect())
+                .map(|k| k.to_vec())
                 .unwrap_or_default()
         };
         for key in keys {

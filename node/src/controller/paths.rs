@@ -22,8 +22,9 @@ pub const MANIFEST_GENERATE_PATHS: &str = "argocd.argoproj.io/manifest-generate-
 pub enum RefreshPath {
     /// A file or a directory (everything below it).
     Prefix(String),
-    /// A glob over repository paths.
-    Glob(GlobMatcher),
+    /// A glob over repository paths (boxed: a matcher is several times the size of a
+    /// prefix, and every app of a large monorepo keeps its paths).
+    Glob(Box<GlobMatcher>),
 }
 
 impl RefreshPath {
@@ -61,7 +62,7 @@ pub fn refresh_paths(app: &Application) -> Option<Vec<RefreshPath>> {
         for path in resolved {
             if path.contains(['*', '?', '[']) {
                 match Glob::new(path.trim_start_matches('/')) {
-                    Ok(g) => out.push(RefreshPath::Glob(g.compile_matcher())),
+                    Ok(g) => out.push(RefreshPath::Glob(Box::new(g.compile_matcher()))),
                     // A pattern that does not parse cannot be trusted to exclude anything.
                     Err(_) => return None,
                 }
@@ -73,6 +74,7 @@ pub fn refresh_paths(app: &Application) -> Option<Vec<RefreshPath>> {
             }
         }
     }
+    out.shrink_to_fit();
     (!out.is_empty()).then_some(out)
 }
 

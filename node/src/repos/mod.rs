@@ -82,7 +82,8 @@ fn refs_of(key: &str, spec: &flotilla_raft::Json) -> Vec<TrackedRef> {
             return Vec::new();
         }
     };
-    app.sources()
+    let mut refs = app
+        .sources()
         .iter()
         .filter(|s| {
             s.chart.is_none() && !s.repo_url.trim().is_empty() && !is_full_sha(s.revision())
@@ -91,7 +92,10 @@ fn refs_of(key: &str, spec: &flotilla_raft::Json) -> Vec<TrackedRef> {
             url: s.repo_url.clone(),
             git_ref: s.revision().to_string(),
         })
-        .collect()
+        .collect::<Vec<_>>();
+    // Kept for every app: no spare room.
+    refs.shrink_to_fit();
+    refs
 }
 
 fn group(per_app: &HashMap<String, Vec<TrackedRef>>) -> Tracked {
