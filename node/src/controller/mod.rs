@@ -20,7 +20,7 @@ use crate::clusters::{Cluster, ClusterRegistry};
 use crate::diff::IgnoreRule;
 use crate::health::lua::Customizations;
 use crate::live::cache::{ChangeReceiver, LiveCache};
-use crate::live::Tracking;
+use crate::live::{GroupKinds, Tracking};
 use crate::render::Renderer;
 use flotilla_raft::{ChangeEvent, Command, ShardEvent, ShardNode, Store};
 use flotilla_shard::{shard_of, ShardId};
@@ -171,9 +171,6 @@ struct AppState {
 
 /// An app a new commit may concern, with the paths its manifests come from.
 type Candidate = (String, Arc<Vec<paths::RefreshPath>>);
-
-/// Kinds by `(group, kind)`.
-type GroupKinds = BTreeSet<(String, String)>;
 
 /// What the controller remembers about an app's spec, for routing triggers.
 #[derive(Debug, Clone, Default)]

@@ -6,11 +6,11 @@ use super::document::{
     op_result, operation_state, selection, sync_settings, with_override, StatusSettings,
 };
 use super::project::{self, DEFAULT_PROJECT};
-use super::{ControllerError, GroupKinds, Inner};
+use super::{ControllerError, Inner};
 use crate::clusters::Cluster;
 use crate::diff::{DiffOptions, Drift, ResourceKey};
 use crate::health;
-use crate::live::{self, Comparison};
+use crate::live::{self, Comparison, GroupKinds};
 use crate::model::Application;
 use crate::source::{normalize_url, Freshness};
 use crate::status::{self, sync_code, AppStatus, Condition, OperationRequest};

@@ -47,10 +47,9 @@ struct Known {
 
 impl Known {
     fn of(obj: &DynamicObject) -> Known {
-        let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
         Known {
             version: obj.metadata.resource_version.clone(),
-            status: Packed::of(&status),
+            status: Packed::of(obj.data.get("status").unwrap_or(&Value::Null)),
         }
     }
 

@@ -10,7 +10,7 @@
 //! an app with changes not yet received is queued once, so the queue is bounded by the
 //! number of apps and no app misses a reconcile.
 
-use super::{Tracking, INSTANCE_LABEL};
+use super::{GroupKinds, Tracking, INSTANCE_LABEL};
 use crate::clusters::{discovery::Kind, Cluster, ClusterError, ConnectionStatus};
 use crate::diff::ResourceKey;
 use futures::StreamExt;
@@ -18,7 +18,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use serde_json::Value;
 use std::collections::VecDeque;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
@@ -142,7 +142,7 @@ struct ClusterObjects {
     /// in a small fraction of what a `BTreeSet`'s first node takes (eleven keys' room).
     by_app: HashMap<String, Vec<ResourceKey>>,
     /// Kinds whose initial list is complete, by (group, kind).
-    ready: BTreeSet<(String, String)>,
+    ready: GroupKinds,
 }
 
 impl ClusterObjects {

@@ -15,6 +15,9 @@ use kube::api::ListParams;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Kinds by `(group, kind)`.
+pub type GroupKinds = BTreeSet<(String, String)>;
+
 /// Argo CD's default tracking label.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 /// Argo CD's tracking annotation: `<app>:<group>/<kind>:<namespace>/<name>`.
@@ -148,7 +151,7 @@ pub async fn list_managed(
     cluster: &Cluster,
     app: &str,
     tracking: Tracking,
-    only: Option<&BTreeSet<(String, String)>>,
+    only: Option<&GroupKinds>,
 ) -> Result<Vec<Value>, LiveError> {
     let kinds = cluster.kinds().await?;
     let mut out = Vec::new();
@@ -329,7 +332,7 @@ pub async fn compare_app(
     default_namespace: &str,
     tracking: Tracking,
     opts: &DiffOptions,
-    only: Option<&BTreeSet<(String, String)>>,
+    only: Option<&GroupKinds>,
 ) -> Result<Comparison, LiveError> {
     let managed = list_managed(cluster, app, tracking, only).await?;
     compare_with(
