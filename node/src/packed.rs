@@ -3,7 +3,8 @@
 //! The leader keeps one document per app for as long as the app exists: its mirror of each
 //! `Application` resource and the status it last wrote back onto it. Both are kept deflated:
 //! an app's status repeats the same keys for every resource and shrinks to a fraction, and
-//! only the few documents being worked on are inflated. One compressor and one decompressor
+//! only the few documents being worked on are inflated. The render cache keeps the output
+//! of every app a node renders the same way. One compressor and one decompressor
 //! per thread are reused: setting one up costs far more than packing a small document.
 
 use std::cell::RefCell;
@@ -31,12 +32,22 @@ impl Packed {
     /// Pack a document.
     pub fn of(v: &Value) -> Self {
         // Serializing a `Value` cannot fail.
-        let text = serde_json::to_vec(v).unwrap_or_default();
-        Self(deflate(&text).into_boxed_slice())
+        Self::text(&serde_json::to_vec(v).unwrap_or_default())
+    }
+
+    /// Pack a document given as JSON text.
+    pub fn text(json: &[u8]) -> Self {
+        Self(deflate(json).into_boxed_slice())
     }
 
     /// The document (`None` only if the bytes were not made by [`Packed::of`]).
     pub fn value(&self) -> Option<Value> {
+        self.decode()
+    }
+
+    /// The document as a `T` (`None` if the bytes were not made by this type, or the
+    /// document is not a `T`).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
         serde_json::from_slice(&inflate(&self.0)?).ok()
     }
 }

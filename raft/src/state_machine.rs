@@ -4,9 +4,14 @@
 //! [`crate::apply::keys`]). Each call of `apply` commits its writes together with the new
 //! last-applied log id in a single atomic sled batch, so a crash never leaves state and
 //! position out of step. A snapshot is every key/value pair of that tree plus openraft's
-//! metadata; the latest one is kept in the `snapshot` tree.
+//! metadata. The latest one is kept in a file of its own beside the database (written to a
+//! temporary file, synced, then renamed over the old one): kept in sled, a snapshot of
+//! every app's state sat in sled's page cache beside the state it copies. A snapshot that
+//! an older version kept in the `snapshot` tree is still read, and removed once a newer
+//! one is saved.
 
-use std::io;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as SyncMutex};
 
 use futures::{Stream, TryStreamExt};
@@ -49,7 +54,10 @@ fn meta_key(name: &str) -> Vec<u8> {
 struct Shared {
     db: sled::Db,
     state: sled::Tree,
+    /// Where an older version kept the latest snapshot.
     snapshots: sled::Tree,
+    /// The file holding the latest snapshot.
+    snapshot_file: PathBuf,
     /// Held while applying or while copying the state for a snapshot, so a snapshot is a
     /// consistent cut at its last-applied log id.
     lock: Mutex<()>,
@@ -87,8 +95,13 @@ impl KvRead for SledView<'_> {
 }
 
 impl StateMachine {
-    /// Open the state-machine trees of `db`; applied changes are announced on `changes`.
-    pub fn open(db: &sled::Db, changes: broadcast::Sender<Arc<ChangeEvent>>) -> io::Result<Self> {
+    /// Open the state-machine trees of `db`, with the latest snapshot kept in the file
+    /// `snapshot_file`; applied changes are announced on `changes`.
+    pub fn open(
+        db: &sled::Db,
+        snapshot_file: impl Into<PathBuf>,
+        changes: broadcast::Sender<Arc<ChangeEvent>>,
+    ) -> io::Result<Self> {
         let state = db.open_tree("state").map_err(io::Error::other)?;
         let snapshots = db.open_tree("snapshot").map_err(io::Error::other)?;
         Ok(Self {
@@ -96,6 +109,7 @@ impl StateMachine {
                 db: db.clone(),
                 state,
                 snapshots,
+                snapshot_file: snapshot_file.into(),
                 lock: Mutex::new(()),
                 changes,
             }),
@@ -121,6 +135,20 @@ impl StateMachine {
     }
 
     fn load_snapshot(&self) -> io::Result<Option<Snapshot>> {
+        match std::fs::read(&self.shared.snapshot_file) {
+            Ok(bytes) => decode_snapshot(&bytes).map(Some).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", self.shared.snapshot_file.display()),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.load_tree_snapshot(),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A snapshot an older version kept in the `snapshot` tree.
+    fn load_tree_snapshot(&self) -> io::Result<Option<Snapshot>> {
         let t = &self.shared.snapshots;
         let (Some(meta), Some(data)) = (
             t.get(KEY_SNAP_META).map_err(io::Error::other)?,
@@ -136,23 +164,60 @@ impl StateMachine {
     }
 
     async fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            KEY_SNAP_META,
-            bincode::serialize(meta).map_err(io::Error::other)?,
-        );
-        batch.insert(KEY_SNAP_DATA, data);
-        self.shared
-            .snapshots
-            .apply_batch(batch)
-            .map_err(io::Error::other)?;
+        let meta = bincode::serialize(meta).map_err(io::Error::other)?;
+        // An installed snapshot replaced the state tree: that goes to disk first, so the
+        // saved snapshot is never ahead of the state it describes.
         self.shared
             .db
             .flush_async()
             .await
             .map_err(io::Error::other)?;
+        write_durably(&self.shared.snapshot_file, &meta, data)?;
+        if !self.shared.snapshots.is_empty() {
+            // The file is read first: a crash before this is flushed loses nothing.
+            self.shared.snapshots.clear().map_err(io::Error::other)?;
+        }
         Ok(())
     }
+}
+
+/// The snapshot file: the length of the metadata (8 bytes, little-endian), the metadata
+/// (bincode), then the data.
+fn decode_snapshot(bytes: &[u8]) -> io::Result<Snapshot> {
+    let cut = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "corrupt snapshot file: cut short",
+        )
+    };
+    let (len, rest) = bytes.split_first_chunk::<8>().ok_or_else(cut)?;
+    let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| cut())?;
+    if rest.len() < len {
+        return Err(cut());
+    }
+    let (meta, data) = rest.split_at(len);
+    Ok(Snapshot {
+        meta: bincode::deserialize(meta).map_err(invalid("snapshot meta"))?,
+        snapshot: data.to_vec(),
+    })
+}
+
+/// Write `meta` and `data` to `path` so that a crash leaves either the old file or the
+/// whole new one: a temporary file, synced, renamed over `path`, and the directory synced.
+fn write_durably(path: &Path, meta: &[u8], data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&(meta.len() as u64).to_le_bytes())?;
+        f.write_all(meta)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn invalid(what: &'static str) -> impl Fn(bincode::Error) -> io::Error {
@@ -314,5 +379,89 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         self.load_snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> (sled::Db, StateMachine) {
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .cache_capacity(1 << 20)
+            .open()
+            .expect("open sled");
+        let (tx, _) = broadcast::channel(4);
+        let sm = StateMachine::open(&db, dir.join("snapshot"), tx).expect("open");
+        (db, sm)
+    }
+
+    fn meta() -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: None,
+            last_membership: StoredMembership::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_saved_snapshot_is_read_back_after_reopening_and_is_not_in_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (_db, sm) = open(dir.path());
+            sm.save_snapshot(&meta(), b"the state").await.expect("save");
+            assert!(sm.shared.snapshots.is_empty(), "no copy in sled");
+        }
+        let (_db, mut sm) = open(dir.path());
+        let snap = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("a snapshot");
+        assert_eq!(snap.meta, meta());
+        assert_eq!(snap.snapshot, b"the state");
+        assert!(!dir.path().join("snapshot.tmp").exists());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_kept_in_the_tree_is_read_and_removed_when_a_newer_one_is_saved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_db, mut sm) = open(dir.path());
+        let old = bincode::serialize(&meta()).expect("meta");
+        sm.shared
+            .snapshots
+            .insert(KEY_SNAP_META, old)
+            .expect("insert");
+        sm.shared
+            .snapshots
+            .insert(KEY_SNAP_DATA, &b"old"[..])
+            .expect("insert");
+        let snap = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("a snapshot");
+        assert_eq!(snap.snapshot, b"old");
+        sm.save_snapshot(&meta(), b"new").await.expect("save");
+        assert!(sm.shared.snapshots.is_empty());
+        let snap = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("a snapshot");
+        assert_eq!(snap.snapshot, b"new");
+    }
+
+    #[test]
+    fn a_cut_snapshot_file_is_an_error_that_says_so() {
+        let meta = bincode::serialize(&meta()).expect("meta");
+        let mut file = (meta.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(&meta);
+        file.extend_from_slice(b"data");
+        assert_eq!(decode_snapshot(&file).expect("whole").snapshot, b"data");
+        for len in [0, 5, 8 + meta.len() - 1] {
+            let err = decode_snapshot(&file[..len]).expect_err("cut");
+            assert!(err.to_string().contains("cut short"), "{err}");
+        }
     }
 }

@@ -230,7 +230,8 @@ impl Store {
             .map_err(|e| storage_err(&cfg, e))?;
         let (changes, _) = broadcast::channel(cfg.change_buffer.max(1));
         let log = LogStore::open(&db).map_err(|e| storage_err(&cfg, e))?;
-        let sm = StateMachine::open(&db, changes.clone()).map_err(|e| storage_err(&cfg, e))?;
+        let sm = StateMachine::open(&db, cfg.data_dir.join("snapshot"), changes.clone())
+            .map_err(|e| storage_err(&cfg, e))?;
         let reader = StateReader::new(sm.state_tree());
 
         let listener = tokio::net::TcpListener::bind(cfg.listen)

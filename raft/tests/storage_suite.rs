@@ -14,14 +14,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SledBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = TempDir::new().map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
         let db = sled::Config::new()
-            .path(dir.path())
+            .path(dir.path().join("sled"))
             .cache_capacity(8 << 20)
             .open()
             .map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
         let (tx, _) = tokio::sync::broadcast::channel(16);
         let log =
             LogStore::open(&db).map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
-        let sm = StateMachine::open(&db, tx)
+        let sm = StateMachine::open(&db, dir.path().join("snapshot"), tx)
             .map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
         Ok((dir, log, sm))
     }

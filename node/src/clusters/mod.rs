@@ -10,6 +10,7 @@
 //! `in-cluster`) is the cluster flotilla runs in.
 
 pub mod discovery;
+pub mod http;
 pub mod limit;
 pub mod requests;
 
@@ -113,13 +114,13 @@ impl Cluster {
         config: kube::Config,
         limits: Limits,
     ) -> Result<Self, ClusterError> {
-        let client = kube::client::ClientBuilder::try_from(config)
-            .map_err(|source| ClusterError::Client {
+        let client = http::client(config, &server).map_err(|e| match e {
+            http::BuildError::Kube(source) => ClusterError::Client {
                 cluster: name.clone(),
                 source,
-            })?
-            .with_layer(&requests::CountRequests::new(&server))
-            .build();
+            },
+            http::BuildError::Unsupported(reason) => config_error(&name, reason),
+        })?;
         Ok(Self {
             name,
             server,

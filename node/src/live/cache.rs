@@ -17,8 +17,8 @@ use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::collections::VecDeque;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
@@ -95,6 +95,11 @@ impl ChangeReceiver {
         let mut d = self.0.dirty.lock().unwrap_or_else(|p| p.into_inner());
         let (cluster, app) = d.order.pop_front()?;
         let key = d.latest.remove(&(cluster.clone(), app.clone()))?;
+        // A relist of a large cluster queues every app at once; give the room back after.
+        if d.order.is_empty() && d.latest.capacity() > 1024 {
+            d.order.shrink_to_fit();
+            d.latest.shrink_to_fit();
+        }
         Some(Change { cluster, app, key })
     }
 
@@ -134,20 +139,58 @@ impl Stored {
     }
 }
 
+/// A managed object's identity in one shared string: group, kind, namespace and name
+/// joined by NUL, which none of them contains. One allocation serves both maps of a
+/// [`ClusterObjects`], where a [`ResourceKey`] takes four strings per copy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key(Arc<str>);
+
+impl Key {
+    fn of(k: &ResourceKey) -> Self {
+        Self(Arc::from(format!(
+            "{}\0{}\0{}\0{}",
+            k.group, k.kind, k.namespace, k.name
+        )))
+    }
+
+    fn resource(&self) -> ResourceKey {
+        let mut parts = self.0.splitn(4, '\0').map(str::to_string);
+        let mut next = || parts.next().unwrap_or_default();
+        ResourceKey {
+            group: next(),
+            kind: next(),
+            namespace: next(),
+            name: next(),
+        }
+    }
+
+    /// Whether the object is of the kind `(group, kind)`.
+    fn is_kind(&self, (group, kind): &(String, String)) -> bool {
+        let mut parts = self.0.splitn(3, '\0');
+        parts.next() == Some(group.as_str()) && parts.next() == Some(kind.as_str())
+    }
+}
+
+/// A cached object and the app that manages it (one shared name per app).
+struct Entry {
+    app: Arc<str>,
+    obj: Stored,
+}
+
 #[derive(Default)]
 struct ClusterObjects {
-    /// Every managed object: its app and the object.
-    objects: BTreeMap<ResourceKey, (String, Stored)>,
+    /// Every managed object.
+    objects: HashMap<Key, Entry>,
     /// Keys by app, sorted. Most apps have a few objects per cluster: a `Vec` holds them
     /// in a small fraction of what a `BTreeSet`'s first node takes (eleven keys' room).
-    by_app: HashMap<String, Vec<ResourceKey>>,
+    by_app: HashMap<Arc<str>, Vec<Key>>,
     /// Kinds whose initial list is complete, by (group, kind).
     ready: GroupKinds,
 }
 
 impl ClusterObjects {
-    fn remove(&mut self, key: &ResourceKey) -> Option<String> {
-        let (app, _) = self.objects.remove(key)?;
+    fn remove(&mut self, key: &Key) -> Option<Arc<str>> {
+        let Entry { app, .. } = self.objects.remove(key)?;
         if let Some(keys) = self.by_app.get_mut(&app) {
             if let Ok(i) = keys.binary_search(key) {
                 keys.remove(i);
@@ -160,14 +203,23 @@ impl ClusterObjects {
     }
 
     /// Store an object; returns the app that managed it before, if any.
-    fn put(&mut self, key: ResourceKey, app: String, obj: Stored) -> Option<String> {
+    fn put(&mut self, key: Key, app: &str, obj: Stored) -> Option<Arc<str>> {
         let before = self.remove(&key);
+        let app = match self.by_app.get_key_value(app) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(app),
+        };
         let keys = self.by_app.entry(app.clone()).or_default();
         if let Err(i) = keys.binary_search(&key) {
+            keys.reserve_exact(1);
             keys.insert(i, key.clone());
         }
-        self.objects.insert(key, (app, obj));
+        self.objects.insert(key, Entry { app, obj });
         before
+    }
+
+    fn get(&self, key: &ResourceKey) -> Option<&Entry> {
+        self.objects.get(&Key::of(key))
     }
 }
 
@@ -253,14 +305,14 @@ impl LiveCache {
             .get(app)
             .into_iter()
             .flatten()
-            .filter_map(|k| c.objects.get(k).and_then(|(_, v)| v.value()))
+            .filter_map(|k| c.objects.get(k).and_then(|e| e.obj.value()))
             .collect()
     }
 
     /// One managed object, if cached.
     pub fn get(&self, cluster: &str, key: &ResourceKey) -> Option<Value> {
         let all = self.clusters.read().unwrap_or_else(|p| p.into_inner());
-        all.get(cluster)?.objects.get(key)?.1.value()
+        all.get(cluster)?.get(key)?.obj.value()
     }
 
     /// Whether the initial list of a kind on a cluster is complete.
@@ -316,7 +368,7 @@ async fn run_watch(
     let gk = (kind.resource.group.clone(), kind.resource.kind.clone());
     let name = cluster.name().to_string();
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut relist: Option<BTreeMap<ResourceKey, (String, Stored)>> = None;
+    let mut relist: Option<HashMap<Key, (String, Stored)>> = None;
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -337,14 +389,14 @@ async fn run_watch(
         let managed = |obj: &kube::api::DynamicObject| {
             let v = to_value(obj, &kind)?;
             let app = tracking.owner(&v)?;
-            Some((ResourceKey::of(&v), app, Stored::of(&v)))
+            Some((Key::of(&ResourceKey::of(&v)), app, Stored::of(&v)))
         };
         let mut announce = Vec::new();
         {
             let mut all = store.write().unwrap_or_else(|p| p.into_inner());
             let objects = all.entry(name.clone()).or_default();
             match event {
-                Event::Init => relist = Some(BTreeMap::new()),
+                Event::Init => relist = Some(HashMap::new()),
                 Event::InitApply(obj) => {
                     if let (Some(buf), Some((k, app, v))) = (relist.as_mut(), managed(&obj)) {
                         buf.insert(k, (app, v));
@@ -352,16 +404,16 @@ async fn run_watch(
                 }
                 Event::InitDone => {
                     let fresh = relist.take().unwrap_or_default();
-                    let old: Vec<ResourceKey> = objects
+                    let old: Vec<Key> = objects
                         .objects
                         .keys()
-                        .filter(|k| k.group == gk.0 && k.kind == gk.1)
+                        .filter(|k| k.is_kind(&gk))
                         .cloned()
                         .collect();
                     for k in old {
                         if !fresh.contains_key(&k) {
                             if let Some(app) = objects.remove(&k) {
-                                announce.push((app, k));
+                                announce.push((app.to_string(), k.resource()));
                             }
                         }
                     }
@@ -369,40 +421,41 @@ async fn run_watch(
                         let same = objects
                             .objects
                             .get(&k)
-                            .is_some_and(|(a, stored)| *a == app && *stored == v);
+                            .is_some_and(|e| *e.app == *app && e.obj == v);
                         if !same {
-                            announce.push((app.clone(), k.clone()));
+                            announce.push((app.clone(), k.resource()));
                         }
-                        if let Some(before) = objects.put(k.clone(), app.clone(), v) {
-                            if before != app {
-                                announce.push((before, k));
+                        if let Some(before) = objects.put(k.clone(), &app, v) {
+                            if *before != *app {
+                                announce.push((before.to_string(), k.resource()));
                             }
                         }
                     }
+                    objects.objects.shrink_to_fit();
                     objects.ready.insert(gk.clone());
                 }
                 Event::Apply(obj) => {
                     if let Some((k, app, v)) = managed(&obj) {
                         // The tracking mark may have moved: the previous app changed too.
-                        if let Some(before) = objects.put(k.clone(), app.clone(), v) {
-                            if before != app {
-                                announce.push((before, k.clone()));
+                        if let Some(before) = objects.put(k.clone(), &app, v) {
+                            if *before != *app {
+                                announce.push((before.to_string(), k.resource()));
                             }
                         }
-                        announce.push((app, k));
+                        announce.push((app, k.resource()));
                     } else if let Some(v) = to_value(&obj, &kind) {
                         // The object lost its tracking mark: it is no longer managed.
                         let k = ResourceKey::of(&v);
-                        if let Some(app) = objects.remove(&k) {
-                            announce.push((app, k));
+                        if let Some(app) = objects.remove(&Key::of(&k)) {
+                            announce.push((app.to_string(), k));
                         }
                     }
                 }
                 Event::Delete(obj) => {
                     if let Some(v) = to_value(&obj, &kind) {
                         let k = ResourceKey::of(&v);
-                        if let Some(app) = objects.remove(&k) {
-                            announce.push((app, k));
+                        if let Some(app) = objects.remove(&Key::of(&k)) {
+                            announce.push((app.to_string(), k));
                         }
                     }
                 }

@@ -5,6 +5,10 @@
 //! and the app's identity (name, destination namespace) — but not the commit id, so an app
 //! whose inputs did not change on a new commit hits the cache. The cache is an LRU bounded
 //! by entry count and by bytes (the size of the objects as JSON).
+//!
+//! Entries are kept packed ([`Packed`]): a node keeps the output of every app it renders,
+//! and a parsed object tree takes several times the memory of its deflated text. A hit
+//! parses the objects again, which costs microseconds for the few objects of a typical app.
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +17,8 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 use super::Manifest;
+use crate::packed::Packed;
+use serde_json::Value;
 
 /// Errors of the render cache (none today; kept for the module's error convention).
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +62,8 @@ impl InputKey {
 }
 
 struct Entry {
-    manifests: Arc<Vec<Manifest>>,
+    /// The objects, as one packed JSON array.
+    objects: Packed,
     bytes: usize,
 }
 
@@ -106,7 +113,17 @@ impl RenderCache {
 
     /// The cached output for a key.
     pub fn get(&self, key: &InputKey) -> Option<Arc<Vec<Manifest>>> {
-        let found = self.lock().lru.get(key).map(|e| e.manifests.clone());
+        let packed = self.lock().lru.get(key).map(|e| e.objects.clone());
+        let found = packed
+            .and_then(|p| p.decode::<Vec<Value>>())
+            .map(|objects| {
+                Arc::new(
+                    objects
+                        .into_iter()
+                        .map(|object| Manifest { object })
+                        .collect(),
+                )
+            });
         match found {
             Some(_) => self.hits.fetch_add(1, Ordering::Relaxed),
             None => self.misses.fetch_add(1, Ordering::Relaxed),
@@ -117,14 +134,14 @@ impl RenderCache {
     /// Store output; evicts least recently used entries to stay within the limits. Output
     /// larger than the whole byte budget is not cached.
     pub fn insert(&self, key: InputKey, manifests: Arc<Vec<Manifest>>) {
-        let bytes: usize = manifests
-            .iter()
-            .map(|m| serde_json::to_vec(&m.object).map(|v| v.len()).unwrap_or(0))
-            .sum::<usize>()
-            + 64;
+        let objects: Vec<&Value> = manifests.iter().map(|m| &m.object).collect();
+        // Serializing `Value`s cannot fail.
+        let text = serde_json::to_vec(&objects).unwrap_or_default();
+        let bytes = text.len() + 64;
         if bytes > self.limits.max_bytes {
             return;
         }
+        let objects = Packed::text(&text);
         let mut inner = self.lock();
         if let Some(old) = inner.lru.pop(&key) {
             inner.bytes -= old.bytes;
@@ -135,7 +152,7 @@ impl RenderCache {
                 None => break,
             }
         }
-        if let Some((_, e)) = inner.lru.push(key, Entry { manifests, bytes }) {
+        if let Some((_, e)) = inner.lru.push(key, Entry { objects, bytes }) {
             inner.bytes -= e.bytes;
         }
         inner.bytes += bytes;
@@ -173,6 +190,22 @@ mod tests {
         Arc::new(vec![Manifest {
             object: serde_json::json!({"kind": "ConfigMap", "data": {"x": "y".repeat(n)}}),
         }])
+    }
+
+    #[test]
+    fn a_hit_returns_the_objects_inserted() {
+        let c = RenderCache::new(CacheLimits::default()).expect("limits");
+        let m = Arc::new(vec![
+            Manifest {
+                object: serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}}),
+            },
+            Manifest {
+                object: serde_json::json!({"kind": "Service", "spec": {"ports": [{"port": 80}]}}),
+            },
+        ]);
+        c.insert(InputKey::of(b"a"), m.clone());
+        assert_eq!(c.get(&InputKey::of(b"a")), Some(m));
+        assert_eq!(c.stats(), (1, 0));
     }
 
     #[test]
