@@ -15,8 +15,9 @@
 //!   for a watch is the life of the process. [`READ_BUFFER_MAX`] bounds it; a larger body
 //!   is read in more, smaller reads.
 //!
-//! A `proxy-url` in a kubeconfig is refused with an error that says so: flotilla does not
-//! connect through proxies yet.
+//! kube's debug-level tracing span per request is left out; requests are counted per
+//! cluster by [`CountRequests`]. A `proxy-url` in a kubeconfig is refused with an error that
+//! says so: flotilla does not connect through proxies yet.
 
 use std::time::Duration;
 
