@@ -32,11 +32,11 @@ impl Packed {
     /// Pack a document.
     pub fn of(v: &Value) -> Self {
         // Serializing a `Value` cannot fail.
-        Self::text(&serde_json::to_vec(v).unwrap_or_default())
+        Self::of_json(&serde_json::to_vec(v).unwrap_or_default())
     }
 
     /// Pack a document given as JSON text.
-    pub fn text(json: &[u8]) -> Self {
+    pub fn of_json(json: &[u8]) -> Self {
         Self(deflate(json).into_boxed_slice())
     }
 

@@ -397,38 +397,17 @@ fn controller_settings_have_defaults_and_checked_values() {
 #[test]
 fn the_store_cache_has_a_default_and_is_at_least_one_mib() {
     let env = HashMap::new();
-    let cfg = load(Sources {
-        args: &parse_args(&["--node-id", "1"]),
-        env: &env,
-        file: None,
-        hostname: None,
-    })
-    .expect("defaults");
+    let args = parse_args(&["--node-id", "1"]);
+    let cfg = run(&args, &env, None, None).expect("defaults");
     assert_eq!(cfg.store_cache_bytes, 64 << 20);
-    let cfg = load(Sources {
-        args: &parse_args(&["--node-id", "1"]),
-        env: &env,
-        file: Some(("node.yaml", "storeCacheMb: 24\n")),
-        hostname: None,
-    })
-    .expect("file");
+    let cfg = run(&args, &env, Some("storeCacheMb: 24\n"), None).expect("file");
     assert_eq!(cfg.store_cache_bytes, 24 << 20);
-    let cfg = load(Sources {
-        args: &parse_args(&["--node-id", "1", "--store-cache-mb", "8"]),
-        env: &env,
-        file: Some(("node.yaml", "storeCacheMb: 64\n")),
-        hostname: None,
-    })
-    .expect("flag");
+    let flag = parse_args(&["--node-id", "1", "--store-cache-mb", "8"]);
+    let cfg = run(&flag, &env, Some("storeCacheMb: 64\n"), None).expect("flag");
     assert_eq!(cfg.store_cache_bytes, 8 << 20);
-    let err = load(Sources {
-        args: &parse_args(&["--node-id", "1", "--store-cache-mb", "0"]),
-        env: &env,
-        file: None,
-        hostname: None,
-    })
-    .expect_err("no cache");
-    assert!(err.to_string().contains("store cache"), "{err}");
+    let zero = parse_args(&["--node-id", "1", "--store-cache-mb", "0"]);
+    let err = err_text(run(&zero, &env, None, None));
+    assert!(err.contains("store cache"), "{err}");
 }
 
 #[test]

@@ -141,7 +141,7 @@ impl RenderCache {
         if bytes > self.limits.max_bytes {
             return;
         }
-        let objects = Packed::text(&text);
+        let objects = Packed::of_json(&text);
         let mut inner = self.lock();
         if let Some(old) = inner.lru.pop(&key) {
             inner.bytes -= old.bytes;
