@@ -280,13 +280,12 @@ pub fn collect(
     let reader = store.local();
     let mut apps = Vec::new();
     if let Some(map) = reader.shard_map()?.filter(|m| m.shard_count() > 0) {
-        for rec in reader.apps()? {
-            if own
-                .owned
-                .contains(&flotilla_shard::shard_of(&rec.app, map.shard_count()))
-            {
-                apps.push(app_labels(store, &rec)?);
-            }
+        let ours = |app: &str| {
+            own.owned
+                .contains(&flotilla_shard::shard_of(app, map.shard_count()))
+        };
+        for rec in reader.apps_where(ours)? {
+            apps.push(app_labels(store, &rec)?);
         }
     }
     gauge!(names::APPS_OWNED).set(apps.len() as f64);

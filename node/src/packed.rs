@@ -4,18 +4,10 @@
 //! `Application` resource and the status it last wrote back onto it. Both are kept deflated:
 //! an app's status repeats the same keys for every resource and shrinks to a fraction, and
 //! only the few documents being worked on are inflated. The render cache keeps the output
-//! of every app a node renders the same way. One compressor and one decompressor
-//! per thread are reused: setting one up costs far more than packing a small document.
+//! of every app a node renders the same way. The compression is the store's
+//! (`flotilla_raft::values`).
 
-use std::cell::RefCell;
-
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use serde_json::Value;
-
-thread_local! {
-    static DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
-    static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(false));
-}
 
 /// Compact JSON text, deflated. Equal documents pack to equal bytes, so two packed
 /// documents compare without inflating them.
@@ -53,43 +45,12 @@ impl Packed {
 }
 
 fn deflate(input: &[u8]) -> Vec<u8> {
-    DEFLATE.with(|c| {
-        let mut c = c.borrow_mut();
-        c.reset();
-        let mut out = Vec::with_capacity(input.len() / 2 + 64);
-        loop {
-            let read = c.total_in() as usize;
-            match c.compress_vec(&input[read..], &mut out, FlushCompress::Finish) {
-                Ok(Status::StreamEnd) | Err(_) => return out,
-                Ok(_) => out.reserve(out.capacity().max(64)),
-            }
-        }
-    })
+    flotilla_raft::values::deflate_onto(input, Vec::with_capacity(input.len() / 2 + 64))
+        .unwrap_or_default()
 }
 
 fn inflate(input: &[u8]) -> Option<Vec<u8>> {
-    INFLATE.with(|d| {
-        let mut d = d.borrow_mut();
-        d.reset(false);
-        let mut out = Vec::with_capacity(input.len() * 4 + 64);
-        loop {
-            let read = d.total_in() as usize;
-            let before = d.total_out();
-            match d.decompress_vec(&input[read..], &mut out, FlushDecompress::None) {
-                Ok(Status::StreamEnd) => return Some(out),
-                // All input taken, room left and nothing more came out: the stream is cut.
-                Ok(_)
-                    if d.total_in() as usize == input.len()
-                        && d.total_out() == before
-                        && out.len() < out.capacity() =>
-                {
-                    return None
-                }
-                Ok(_) => out.reserve(out.capacity()),
-                Err(_) => return None,
-            }
-        }
-    })
+    flotilla_raft::values::inflate(input).ok()
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ impl<'a, R: KvRead> Overlay<'a, R> {
 
     fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         // Serializing plain owned data into a Vec cannot fail.
-        let bytes = bincode::serialize(value).unwrap_or_default();
+        let bytes = crate::values::encode(value).unwrap_or_default();
         self.write(key, Some(bytes));
     }
 
@@ -510,11 +510,13 @@ fn check_app_key(key: &str) -> Result<(), ApplyError> {
 }
 
 /// Decode a stored record, saying which key was corrupt.
-pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, ApplyError> {
-    bincode::deserialize(bytes).map_err(|e| ApplyError::Corrupt {
+pub fn decode<T: DeserializeOwned>(key: &[u8], stored: &[u8]) -> Result<T, ApplyError> {
+    let corrupt = |message: String| ApplyError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    let bytes = crate::values::unpack(stored).map_err(corrupt)?;
+    bincode::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))
 }
 
 #[cfg(test)]

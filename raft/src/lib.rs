@@ -26,6 +26,7 @@ pub mod shards;
 pub mod state_machine;
 pub mod store;
 pub mod types;
+pub mod values;
 
 pub use apply::{
     AppRecord, OperationRecord, PendingOperation, ProjectRecord, RevisionRecord, StatusRecord,

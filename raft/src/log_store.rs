@@ -36,6 +36,7 @@ pub struct LogStore {
 impl LogStore {
     /// Open the log trees of `db` and start its flusher task (on the current tokio runtime).
     pub fn open(db: &sled::Db) -> io::Result<Self> {
+        crate::values::upgrade(db)?;
         let log = db.open_tree("raft_log").map_err(io::Error::other)?;
         let meta = db.open_tree("raft_meta").map_err(io::Error::other)?;
         let (flush_tx, flush_rx) = mpsc::channel(FLUSH_QUEUE);
@@ -108,13 +109,15 @@ fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-fn decode_entry(bytes: &[u8]) -> io::Result<Entry> {
-    bincode::deserialize(bytes).map_err(|e| {
+fn decode_entry(stored: &[u8]) -> io::Result<Entry> {
+    let corrupt = |e: String| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("corrupt raft log entry: {e}"),
         )
-    })
+    };
+    let bytes = crate::values::unpack(stored).map_err(corrupt)?;
+    bincode::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -184,7 +187,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            let bytes = bincode::serialize(&entry).map_err(io::Error::other)?;
+            let bytes = crate::values::encode(&entry).map_err(io::Error::other)?;
             batch.insert(&index_key(entry.index()), bytes);
         }
         self.log.apply_batch(batch).map_err(io::Error::other)?;

@@ -59,6 +59,19 @@ impl StateReader {
     pub fn apps(&self) -> Result<Vec<AppRecord>, ReadError> {
         self.scan(keys::APP)
     }
+    /// The applications whose `namespace/name` passes `keep`, ordered by key; the others are
+    /// not decoded.
+    pub fn apps_where(&self, keep: impl Fn(&str) -> bool) -> Result<Vec<AppRecord>, ReadError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(keys::APP.as_bytes()) {
+            let (k, v) = item?;
+            let name = std::str::from_utf8(&k[keys::APP.len()..]).unwrap_or_default();
+            if keep(name) {
+                out.push(decode(&k, &v)?);
+            }
+        }
+        Ok(out)
+    }
     /// One project.
     pub fn project(&self, name: &str) -> Result<Option<ProjectRecord>, ReadError> {
         self.get(&keys::key(keys::PROJECT, name))
@@ -135,5 +148,45 @@ impl StateReader {
             "shardmap" => j(self.shard_map()?),
             other => return Err(ReadError::UnknownTable(other.into())),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Json;
+
+    #[test]
+    fn apps_where_decodes_only_the_apps_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = sled::open(dir.path())
+            .and_then(|db| db.open_tree("state"))
+            .expect("tree");
+        for app in ["a/one", "b/two", "a/three"] {
+            let rec = AppRecord {
+                app: app.into(),
+                spec: Json::from(serde_json::json!({"spec": {"project": "p".repeat(600)}})),
+                generation: 1,
+                updated_at: 0,
+            };
+            let value = crate::values::encode(&rec).expect("encode");
+            tree.insert(keys::key(keys::APP, app), value)
+                .expect("insert");
+        }
+        // A record the filter rejects is never decoded, so its damage goes unnoticed.
+        tree.insert(keys::key(keys::APP, "c/broken"), b"\x09".as_slice())
+            .expect("insert");
+        let reader = StateReader::new(tree);
+        let kept: Vec<String> = reader
+            .apps_where(|app| app.starts_with("a/"))
+            .expect("read")
+            .into_iter()
+            .map(|r| r.app)
+            .collect();
+        assert_eq!(kept, ["a/one", "a/three"]);
+        assert!(
+            reader.apps().is_err(),
+            "decoding every app reaches the broken one"
+        );
     }
 }

@@ -102,6 +102,7 @@ impl StateMachine {
         snapshot_file: impl Into<PathBuf>,
         changes: broadcast::Sender<Arc<ChangeEvent>>,
     ) -> io::Result<Self> {
+        crate::values::upgrade(db)?;
         let state = db.open_tree("state").map_err(io::Error::other)?;
         let snapshots = db.open_tree("snapshot").map_err(io::Error::other)?;
         Ok(Self {
@@ -237,7 +238,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 if k.starts_with(keys::META.as_bytes()) {
                     continue;
                 }
-                pairs.push((k.to_vec(), v.to_vec()));
+                // Snapshots carry records as bincode bytes, whatever the local layout.
+                let bytes = crate::values::unpack(&v).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("record {}: {e}", String::from_utf8_lossy(&k)),
+                    )
+                })?;
+                pairs.push((k.to_vec(), bytes.into_owned()));
             }
             let meta = SnapshotMeta {
                 last_log_id: applied,
@@ -359,7 +367,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 batch.remove(k);
             }
             for (k, v) in pairs {
-                batch.insert(k, v);
+                batch.insert(k, crate::values::pack(v));
             }
             let applied = bincode::serialize(&meta.last_log_id).map_err(io::Error::other)?;
             batch.insert(meta_key("applied"), applied);

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clusters::ClusterRegistry;
 use crate::source::SourceCache;
 
-pub use writeback::{merge_diff, operation_state, status_document};
+pub use writeback::{operation_state, status_document};
 
 /// The annotation on stored apps that says where they came from.
 pub const ORIGIN_ANNOTATION: &str = "flotilla.dev/origin";

@@ -1,4 +1,4 @@
-//! Pure parts of ingestion: merge patches, status documents, manifest reading and the
+//! Pure parts of ingestion: status documents, manifest reading and the
 //! commands that reconcile the store.
 
 use std::collections::BTreeMap;
@@ -10,42 +10,6 @@ use serde_json::json;
 use super::directory::{collect, directory_commands};
 use super::secrets::{refs_commands, SecretRefs};
 use super::*;
-
-fn apply_merge(target: &Value, patch: &Value) -> Value {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            let mut out = t.clone();
-            for (k, v) in p {
-                if v.is_null() {
-                    out.remove(k);
-                } else {
-                    let cur = out.get(k).cloned().unwrap_or(Value::Null);
-                    out.insert(k.clone(), apply_merge(&cur, v));
-                }
-            }
-            Value::Object(out)
-        }
-        (_, Value::Object(_)) => apply_merge(&json!({}), patch),
-        _ => patch.clone(),
-    }
-}
-
-#[test]
-fn merge_diff_turns_old_into_new() {
-    let old = json!({"sync": {"status": "OutOfSync", "revision": "a"},
-        "conditions": [{"type": "X", "message": "m"}], "health": {"status": "Healthy", "message": "x"}});
-    let new = json!({"sync": {"status": "Synced", "revision": "a"},
-        "health": {"status": "Healthy"}, "resources": [{"kind": "Service"}]});
-    let patch = merge_diff(&old, &new).expect("a patch");
-    assert_eq!(
-        patch,
-        json!({"sync": {"status": "Synced"}, "health": {"message": null},
-            "resources": [{"kind": "Service"}], "conditions": null})
-    );
-    assert_eq!(apply_merge(&old, &patch), new);
-    assert_eq!(merge_diff(&new, &new), None);
-    assert_eq!(merge_diff(&Value::Null, &new), Some(new.clone()));
-}
 
 #[test]
 fn status_document_takes_the_operation_record() {

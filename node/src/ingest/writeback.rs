@@ -6,15 +6,17 @@
 //! A dirty app is written at most once per `status_interval`; changes in between coalesce.
 //! Up to `status_concurrency` apps are written at once, never one app twice at once.
 //!
-//! Each write patches only what differs from the resource's status. The status the last
-//! write left (with the resource version) is remembered per app, so a write costs one merge
-//! patch, with that resource version as a precondition: a resource changed by anyone else
-//! in between fails it with a conflict, and the write is done again from a fresh read. What
-//! is remembered is forgotten after an error, a lag of the change stream and every
-//! `status_resync`, so a status changed behind flotilla's back is read and corrected then.
+//! A write sets the whole `status` in one JSON patch (`add /status`), which replaces it
+//! whatever it held, so no precondition and no earlier copy of it is needed. Of the status
+//! each write (or read) left, only a digest is remembered per app: a write whose status
+//! has the same digest is skipped, and an app with nothing remembered is read first and
+//! written only if its status differs. What is remembered is forgotten after an error, a lag
+//! of the change stream and every `status_resync`, so a status changed behind flotilla's
+//! back is read and corrected then.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::hash::{DefaultHasher, Hasher};
 
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::Api;
@@ -30,31 +32,35 @@ use super::{
     application_resource, origin, origin_of, stored_value, Ctx, IngestError, FIELD_MANAGER,
     RESOURCES_FINALIZER,
 };
-use crate::packed::Packed;
 use crate::status::app_key;
 
 #[cfg(test)]
 mod tests;
 
-/// A resource's status as the last write (or read) left it.
-#[derive(Debug, Clone)]
-struct Known {
-    /// The resource version after that write.
-    version: Option<String>,
-    /// The status, packed (far smaller than a parsed document).
-    status: Packed,
-}
+/// A digest of a resource's status as the last write (or read) left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Known(u64);
 
 impl Known {
-    fn of(obj: &DynamicObject) -> Known {
-        Known {
-            version: obj.metadata.resource_version.clone(),
-            status: Packed::of(obj.data.get("status").unwrap_or(&Value::Null)),
-        }
+    fn of(status: &Value) -> Known {
+        let mut hasher = DefaultHasher::new();
+        // Writing JSON into a hasher cannot fail.
+        let _ = serde_json::to_writer(HashWriter(&mut hasher), status);
+        Known(hasher.finish())
+    }
+}
+
+/// Feeds serialized bytes to a hasher.
+struct HashWriter<'a>(&'a mut DefaultHasher);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
     }
 
-    fn status(&self) -> Value {
-        self.status.value().unwrap_or(Value::Null)
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -203,7 +209,7 @@ pub(crate) async fn run(ctx: Ctx, client: kube::Client, cancel: CancellationToke
                 break;
             };
             pending.in_flight.insert(app.clone());
-            let known = pending.known.get(&app).cloned();
+            let known = pending.known.get(&app).copied();
             let (store, client) = (ctx.store.clone(), client.clone());
             writes.spawn(async move {
                 let outcome = write_status(&store, &client, &app, known).await;
@@ -274,10 +280,7 @@ async fn handle(
     }
 }
 
-/// Tries of one write whose resource changed under it (a conflict reads it again).
-const CONFLICT_TRIES: usize = 3;
-
-/// Write one app's status onto its resource, patching what differs from `known` (read
+/// Write one app's status onto its resource unless `known` says it is there already (read
 /// first when `None`).
 async fn write_status(
     store: &Store,
@@ -305,41 +308,38 @@ async fn write_status(
         let what = format!("{what} Application {key}");
         move |source| IngestError::Kube { what, source }
     };
+    let digest = Known::of(&desired);
+    match known {
+        Some(k) if k == digest => return Ok(Wrote::Unchanged(known)),
+        Some(_) => {}
+        None => match api.get_opt(name).await.map_err(kube_err("read"))? {
+            Some(obj) if obj.data.get("status") == Some(&desired) => {
+                return Ok(Wrote::Unchanged(Some(digest)))
+            }
+            Some(_) => {}
+            None => return Ok(Wrote::Gone),
+        },
+    }
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    let mut known = known;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let current = match known.take() {
-            Some(k) => k,
-            None => match api.get_opt(name).await.map_err(kube_err("read"))? {
-                Some(obj) => Known::of(&obj),
-                None => return Ok(Wrote::Gone),
-            },
-        };
-        let Some(patch) = merge_diff(&current.status(), &desired) else {
-            return Ok(Wrote::Unchanged(Some(current)));
-        };
-        let mut body = json!({ "status": patch });
-        if let Some(v) = &current.version {
-            body["metadata"] = json!({ "resourceVersion": v });
+    let ops = json!([{ "op": "add", "path": "/status", "value": desired }]);
+    let patch =
+        Patch::Json::<()>(
+            serde_json::from_value(ops).map_err(|source| IngestError::Json {
+                what: format!("the status patch of Application {key}"),
+                source,
+            })?,
+        );
+    match api.patch(name, &params, &patch).await {
+        Ok(_) => {
+            metrics::counter!("flotilla_ingest_status_writes_total").increment(1);
+            tracing::debug!(app = %key, "status written back");
+            Ok(Wrote::Patched(digest))
         }
-        match api.patch(name, &params, &Patch::Merge(body)).await {
-            Ok(obj) => {
-                metrics::counter!("flotilla_ingest_status_writes_total").increment(1);
-                tracing::debug!(app = %key, "status written back");
-                return Ok(Wrote::Patched(Known::of(&obj)));
-            }
-            Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(Wrote::Gone),
-            Err(kube::Error::Api(s)) if s.is_conflict() && tries < CONFLICT_TRIES => {
-                metrics::counter!("flotilla_ingest_status_conflicts_total").increment(1);
-                tracing::debug!(app = %key, "status write-back conflicted; reading again");
-            }
-            Err(e) => return Err(kube_err("write the status of")(e)),
-        }
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Wrote::Gone),
+        Err(e) => Err(kube_err("write the status of")(e)),
     }
 }
 
@@ -427,36 +427,6 @@ fn strip_nulls(v: Value) -> Value {
         ),
         Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
         other => other,
-    }
-}
-
-/// The JSON merge patch (RFC 7386) that turns `old` into `new`; `None` when they are equal.
-/// `new` must not hold `null` object members.
-pub fn merge_diff(old: &Value, new: &Value) -> Option<Value> {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            let mut patch = serde_json::Map::new();
-            for (k, nv) in n {
-                match o.get(k) {
-                    Some(ov) => {
-                        if let Some(d) = merge_diff(ov, nv) {
-                            patch.insert(k.clone(), d);
-                        }
-                    }
-                    None => {
-                        patch.insert(k.clone(), nv.clone());
-                    }
-                }
-            }
-            for k in o.keys() {
-                if !n.contains_key(k) {
-                    patch.insert(k.clone(), Value::Null);
-                }
-            }
-            (!patch.is_empty()).then_some(Value::Object(patch))
-        }
-        _ if old == new => None,
-        _ => Some(new.clone()),
     }
 }
 

@@ -58,7 +58,7 @@ fn shows(o: &DynamicObject, revision: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_statuses_are_written_back_and_a_conflicting_change_is_corrected() {
+async fn many_statuses_are_written_back_and_the_next_write_replaces_a_foreign_change() {
     const APPS: usize = 40;
     let env = env().await;
     let (_sim, client) = management().await;
@@ -72,7 +72,7 @@ async fn many_statuses_are_written_back_and_a_conflicting_change_is_corrected() 
     }
     let settings = IngestSettings {
         status_concurrency: 8,
-        // Long: only a conflict can make the write-back read a resource again here.
+        // Long: nothing here reads a resource again; each write replaces the whole status.
         status_resync: Duration::from_secs(3600),
         ..settings()
     };
