@@ -27,6 +27,7 @@ pub mod diff;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod intern;
 pub mod live;
 pub mod metrics;
 pub mod model;

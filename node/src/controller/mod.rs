@@ -19,6 +19,7 @@ mod reconcile;
 use crate::clusters::{Cluster, ClusterRegistry};
 use crate::diff::IgnoreRule;
 use crate::health::lua::Customizations;
+use crate::intern::intern;
 use crate::live::cache::{ChangeReceiver, LiveCache};
 use crate::live::{GroupKinds, Tracking};
 use crate::render::Renderer;
@@ -176,11 +177,12 @@ type Candidate = (String, Arc<Vec<paths::RefreshPath>>);
 #[derive(Debug, Clone, Default)]
 struct Indexed {
     name: String,
-    project: String,
+    /// Projects, URLs and refs are shared with every other app naming them ([`intern`]).
+    project: Arc<str>,
     /// (normalized repository URL, ref) of each Git source.
-    sources: Vec<(String, String)>,
+    sources: Vec<(Arc<str>, Arc<str>)>,
     /// (repository URL as written, ref) of each Git source: how revisions are recorded.
-    written: Vec<(String, String)>,
+    written: Vec<(Arc<str>, Arc<str>)>,
     /// The paths its manifests are generated from, when it says
     /// ([`paths::MANIFEST_GENERATE_PATHS`]): new commits that change none of them skip it.
     refresh: Option<Arc<Vec<paths::RefreshPath>>>,
@@ -454,19 +456,19 @@ impl Inner {
                 let mut sources: Vec<_> = git()
                     .map(|s| {
                         (
-                            crate::source::normalize_url(&s.repo_url),
-                            s.revision().to_string(),
+                            intern(&crate::source::normalize_url(&s.repo_url)),
+                            intern(s.revision()),
                         )
                     })
                     .collect();
                 sources.shrink_to_fit();
                 let mut written: Vec<_> = git()
-                    .map(|s| (s.repo_url.clone(), s.revision().to_string()))
+                    .map(|s| (intern(&s.repo_url), intern(s.revision())))
                     .collect();
                 written.shrink_to_fit();
                 Indexed {
                     name: app.metadata.name.clone(),
-                    project: app.spec.project.clone(),
+                    project: intern(&app.spec.project),
                     sources,
                     written,
                     refresh: paths::refresh_paths(&app).map(Arc::new),
@@ -642,7 +644,7 @@ impl Inner {
                 self.drop_app(app);
             }
             Command::PutProject { name, .. } | Command::DeleteProject { name } => {
-                for key in self.keys_where(|_, i| i.project == *name) {
+                for key in self.keys_where(|_, i| *i.project == **name) {
                     if self.owns(&key) {
                         self.enqueue(&key, d);
                     }
@@ -666,7 +668,11 @@ impl Inner {
                     index
                         .apps
                         .iter()
-                        .filter(|(_, i)| i.sources.iter().any(|(u, r)| *u == norm && r == git_ref))
+                        .filter(|(_, i)| {
+                            i.sources
+                                .iter()
+                                .any(|(u, r)| **u == *norm && **r == **git_ref)
+                        })
                         .map(|(k, i)| (k.clone(), i.refresh.clone()))
                         .collect()
                 };
@@ -786,7 +792,7 @@ impl Inner {
     /// owner did not apply (for apps listing manifest paths, one that changes them).
     fn enqueue_gained(self: &Arc<Self>, keys: Vec<String>) {
         let reader = self.deps.store.local();
-        let mut by_commit: HashMap<(String, String), Vec<Candidate>> = HashMap::new();
+        let mut by_commit: HashMap<(Arc<str>, String), Vec<Candidate>> = HashMap::new();
         for key in keys {
             self.enqueue(&key, Duration::ZERO);
             let waiting = reader.pending(&key).ok().flatten().is_some()

@@ -21,6 +21,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::intern::intern;
 use crate::metrics::names;
 use crate::source::{normalize_url, redact_url, Freshness, SourceCache, SourceError};
 use crate::status::parse_stored_app;
@@ -49,13 +50,14 @@ pub enum RepoError {
     Store(#[from] StoreError),
 }
 
-/// One ref of one repository that at least one application follows, as written there.
+/// One ref of one repository that at least one application follows, as written there. Both
+/// strings are shared with every other app naming them ([`intern`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TrackedRef {
     /// `repoURL` as the application writes it.
-    pub url: String,
+    pub url: Arc<str>,
     /// `targetRevision` as written (`HEAD` when empty).
-    pub git_ref: String,
+    pub git_ref: Arc<str>,
 }
 
 /// Every Git (repository, ref) pair the stored applications follow, grouped by normalized
@@ -89,8 +91,8 @@ fn refs_of(key: &str, spec: &flotilla_raft::Json) -> Vec<TrackedRef> {
             s.chart.is_none() && !s.repo_url.trim().is_empty() && !is_full_sha(s.revision())
         })
         .map(|s| TrackedRef {
-            url: s.repo_url.clone(),
-            git_ref: s.revision().to_string(),
+            url: intern(&s.repo_url),
+            git_ref: intern(s.revision()),
         })
         .collect::<Vec<_>>();
     // Kept for every app: no spare room.
@@ -317,8 +319,8 @@ pub async fn record(store: &Store, refs: &[TrackedRef], sha: &str) -> Result<usi
             continue;
         }
         cmds.push(Command::RecordRevision {
-            repo: t.url.clone(),
-            git_ref: t.git_ref.clone(),
+            repo: t.url.to_string(),
+            git_ref: t.git_ref.to_string(),
             sha: sha.to_string(),
             at: now_millis(),
         });
@@ -355,7 +357,7 @@ pub async fn refresh(
             .await
             .map_err(|source| RepoError::Resolve {
                 url: redact_url(&t.url),
-                git_ref: t.git_ref.clone(),
+                git_ref: t.git_ref.to_string(),
                 source,
             })?;
         recorded += record(store, std::slice::from_ref(t), &resolved.commit).await?;
