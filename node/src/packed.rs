@@ -1,11 +1,10 @@
 //! JSON documents kept in memory for a long time, compressed.
 //!
-//! The leader keeps one document per app for as long as the app exists: its mirror of each
-//! `Application` resource and the status it last wrote back onto it. Both are kept deflated:
-//! an app's status repeats the same keys for every resource and shrinks to a fraction, and
-//! only the few documents being worked on are inflated. The render cache keeps the output
-//! of every app a node renders the same way. The compression is the store's
-//! (`flotilla_raft::values`).
+//! The leader keeps one document per app for as long as the app exists, its mirror of each
+//! `Application` resource, deflated: only the few documents being worked on are inflated.
+//! The render cache keeps the output of every app a node renders the same way. The
+//! compression is the store's (`flotilla_raft::values`), whose preset dictionary already
+//! holds most of an `Application`'s keys.
 
 use serde_json::Value;
 

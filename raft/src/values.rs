@@ -145,7 +145,7 @@ pub fn deflate_onto(input: &[u8], mut out: Vec<u8>) -> Option<Vec<u8>> {
             let read = c.total_in() as usize;
             match c.compress_vec(&input[read..], &mut out, FlushCompress::Finish) {
                 Ok(Status::StreamEnd) => return Some(out),
-                Ok(_) => out.reserve(out.capacity()),
+                Ok(_) => out.reserve(out.capacity().max(64)),
                 Err(_) => return None,
             }
         }
@@ -179,7 +179,7 @@ fn inflate_with(input: &[u8], dictionary: Option<&[u8]>) -> Result<Vec<u8>, Stri
                 {
                     return Err("deflated value cut short".into())
                 }
-                Ok(_) => out.reserve(out.capacity()),
+                Ok(_) => out.reserve(out.capacity().max(64)),
                 Err(e) => return Err(format!("deflated value: {e}")),
             }
         }
@@ -308,6 +308,13 @@ mod tests {
             .unwrap();
         assert_eq!(status, Status::StreamEnd);
         assert_eq!(unpack(&out).unwrap().as_ref(), value.as_slice());
+    }
+
+    #[test]
+    fn an_empty_buffer_grows() {
+        let value = b"grows from nothing ".repeat(100);
+        let deflated = deflate_onto(&value, Vec::new()).unwrap();
+        assert_eq!(inflate(&deflated).unwrap(), value);
     }
 
     #[test]

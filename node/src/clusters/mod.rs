@@ -180,7 +180,7 @@ impl Cluster {
         if let Some(k) = cached.as_ref() {
             return Ok(k.clone());
         }
-        let fresh = Arc::new(self.discover().await?);
+        let fresh = self.discover().await?.shared();
         *cached = Some(fresh.clone());
         Ok(fresh)
     }
