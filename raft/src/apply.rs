@@ -511,12 +511,10 @@ fn check_app_key(key: &str) -> Result<(), ApplyError> {
 
 /// Decode a stored record, saying which key was corrupt.
 pub fn decode<T: DeserializeOwned>(key: &[u8], stored: &[u8]) -> Result<T, ApplyError> {
-    let corrupt = |message: String| ApplyError::Corrupt {
+    crate::values::decode(stored).map_err(|message| ApplyError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         message,
-    };
-    let bytes = crate::values::unpack(stored).map_err(corrupt)?;
-    bincode::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))
+    })
 }
 
 #[cfg(test)]

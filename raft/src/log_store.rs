@@ -110,14 +110,12 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 fn decode_entry(stored: &[u8]) -> io::Result<Entry> {
-    let corrupt = |e: String| {
+    crate::values::decode(stored).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("corrupt raft log entry: {e}"),
         )
-    };
-    let bytes = crate::values::unpack(stored).map_err(corrupt)?;
-    bincode::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))
+    })
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {

@@ -90,30 +90,35 @@ thread_local! {
 
 /// The stored form of `value`'s bincode bytes.
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> bincode::Result<Vec<u8>> {
-    let mut out = vec![PLAIN];
-    bincode::serialize_into(&mut out, value)?;
-    if out.len() > DEFLATE_FROM {
-        let deflated = deflate_onto(&out[1..], tagged(out.len()));
-        if let Some(packed) = deflated.filter(|p| p.len() < out.len()) {
-            return Ok(packed);
-        }
-    }
-    Ok(out)
+    let mut plain = vec![PLAIN];
+    bincode::serialize_into(&mut plain, value)?;
+    Ok(shrink(plain))
 }
 
 /// The stored form of `bytes`.
 pub(crate) fn pack(bytes: Vec<u8>) -> Vec<u8> {
-    if bytes.len() >= DEFLATE_FROM {
-        // Kept deflated only if shorter than the plain form, tag included.
-        let deflated = deflate_onto(&bytes, tagged(bytes.len()));
-        if let Some(packed) = deflated.filter(|p| p.len() <= bytes.len()) {
+    let mut plain = Vec::with_capacity(bytes.len() + 1);
+    plain.push(PLAIN);
+    plain.extend_from_slice(&bytes);
+    shrink(plain)
+}
+
+/// `plain` (the tag, then the bytes), deflated instead when it is large and deflating makes
+/// it shorter.
+fn shrink(plain: Vec<u8>) -> Vec<u8> {
+    if plain.len() > DEFLATE_FROM {
+        let deflated = deflate_onto(&plain[1..], tagged(plain.len()));
+        if let Some(packed) = deflated.filter(|p| p.len() < plain.len()) {
             return packed;
         }
     }
-    let mut out = Vec::with_capacity(bytes.len() + 1);
-    out.push(PLAIN);
-    out.extend_from_slice(&bytes);
-    out
+    plain
+}
+
+/// A stored value decoded; an error says what was wrong with it.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(stored: &[u8]) -> Result<T, String> {
+    let bytes = unpack(stored)?;
+    bincode::deserialize(&bytes).map_err(|e| e.to_string())
 }
 
 /// The bincode bytes of a stored value.
