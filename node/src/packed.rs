@@ -1,10 +1,11 @@
 //! JSON documents kept in memory for a long time, compressed.
 //!
-//! The leader keeps one document per app for as long as the app exists, its mirror of each
-//! `Application` resource, deflated: only the few documents being worked on are inflated.
-//! The render cache keeps the output of every app a node renders the same way. The
-//! compression is the store's (`flotilla_raft::values`), whose preset dictionary already
-//! holds most of an `Application`'s keys.
+//! Every node keeps the managed live objects of the clusters it watches (the live cache)
+//! and the output of every app it renders (the render cache) deflated: only the few
+//! documents being worked on are inflated. The leader keeps the `Application` resources it
+//! has not ingested yet the same way. The compression is the store's
+//! (`flotilla_raft::values`), whose preset dictionary already holds most of an
+//! `Application`'s keys.
 
 use serde_json::Value;
 

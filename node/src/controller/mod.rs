@@ -176,37 +176,46 @@ type Candidate = (String, Arc<Vec<paths::RefreshPath>>);
 /// What the controller remembers about an app's spec, for routing triggers.
 #[derive(Debug, Clone, Default)]
 struct Indexed {
-    name: String,
+    /// The app's name, shared with the [`Index`]'s `by_name`.
+    name: Arc<str>,
     /// Projects, URLs and refs are shared with every other app naming them ([`intern`]).
     project: Arc<str>,
     /// (normalized repository URL, ref) of each Git source.
-    sources: Vec<(Arc<str>, Arc<str>)>,
+    sources: Box<[(Arc<str>, Arc<str>)]>,
     /// (repository URL as written, ref) of each Git source: how revisions are recorded.
-    written: Vec<(Arc<str>, Arc<str>)>,
+    written: Box<[(Arc<str>, Arc<str>)]>,
     /// The paths its manifests are generated from, when it says
     /// ([`paths::MANIFEST_GENERATE_PATHS`]): new commits that change none of them skip it.
     refresh: Option<Arc<Vec<paths::RefreshPath>>>,
 }
 
-/// The indexed apps, by key and by name (live objects carry the app's name only).
+/// The indexed apps, by key and by name (live objects carry the app's name only). Each key
+/// and name is allocated once, whichever map holds it.
 #[derive(Default)]
 struct Index {
-    apps: HashMap<String, Indexed>,
+    apps: HashMap<Arc<str>, Indexed>,
     /// Keys by name, sorted (nearly always one: a `Vec` is far smaller than a `BTreeSet`).
-    by_name: HashMap<String, Vec<String>>,
+    by_name: HashMap<Arc<str>, Vec<Arc<str>>>,
 }
 
 impl Index {
-    fn insert(&mut self, key: &str, entry: Indexed) {
+    fn insert(&mut self, key: &str, mut entry: Indexed) {
+        let key: Arc<str> = match self.apps.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(key),
+        };
+        if let Some((n, _)) = self.by_name.get_key_value(&*entry.name) {
+            entry.name = n.clone();
+        }
         let name = entry.name.clone();
-        if let Some(old) = self.apps.insert(key.to_string(), entry) {
+        if let Some(old) = self.apps.insert(key.clone(), entry) {
             if old.name != name {
-                self.forget_name(&old.name, key);
+                self.forget_name(&old.name, &key);
             }
         }
         let keys = self.by_name.entry(name).or_default();
-        if let Err(i) = keys.binary_search_by(|k| k.as_str().cmp(key)) {
-            keys.insert(i, key.to_string());
+        if let Err(i) = keys.binary_search_by(|k| (**k).cmp(&*key)) {
+            keys.insert(i, key);
         }
     }
 
@@ -218,7 +227,7 @@ impl Index {
 
     fn forget_name(&mut self, name: &str, key: &str) {
         if let Some(keys) = self.by_name.get_mut(name) {
-            if let Ok(i) = keys.binary_search_by(|k| k.as_str().cmp(key)) {
+            if let Ok(i) = keys.binary_search_by(|k| (**k).cmp(key)) {
                 keys.remove(i);
             }
             if keys.is_empty() {
@@ -451,9 +460,9 @@ impl Inner {
             .map(|app| {
                 let all = app.sources();
                 let git = || all.iter().filter(|s| s.chart.is_none());
-                // Exact sizes: one entry per app of ten thousand, where a collected
-                // `Vec` would keep room for four.
-                let mut sources: Vec<_> = git()
+                // Boxed slices: exact sizes, one entry per app of ten thousand, where a
+                // collected `Vec` would keep room for four.
+                let sources = git()
                     .map(|s| {
                         (
                             intern(&crate::source::normalize_url(&s.repo_url)),
@@ -461,13 +470,11 @@ impl Inner {
                         )
                     })
                     .collect();
-                sources.shrink_to_fit();
-                let mut written: Vec<_> = git()
+                let written = git()
                     .map(|s| (intern(&s.repo_url), intern(s.revision())))
                     .collect();
-                written.shrink_to_fit();
                 Indexed {
-                    name: app.metadata.name.clone(),
+                    name: Arc::from(app.metadata.name.as_str()),
                     project: intern(&app.spec.project),
                     sources,
                     written,
@@ -475,7 +482,7 @@ impl Inner {
                 }
             })
             .unwrap_or_else(|| Indexed {
-                name: key.rsplit('/').next().unwrap_or(key).to_string(),
+                name: Arc::from(key.rsplit('/').next().unwrap_or(key)),
                 ..Default::default()
             });
         let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
@@ -510,7 +517,7 @@ impl Inner {
             .apps
             .iter()
             .filter(|(k, i)| f(k, i))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_string())
             .collect()
     }
 
@@ -673,7 +680,7 @@ impl Inner {
                                 .iter()
                                 .any(|(u, r)| **u == *norm && **r == **git_ref)
                         })
-                        .map(|(k, i)| (k.clone(), i.refresh.clone()))
+                        .map(|(k, i)| (k.to_string(), i.refresh.clone()))
                         .collect()
                 };
                 // No forced fetch: the reconcile compares the cached commit with the
@@ -809,7 +816,7 @@ impl Inner {
             let Some(shown) = shown else { continue };
             let (written, refresh) = {
                 let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-                match index.apps.get(&key) {
+                match index.apps.get(key.as_str()) {
                     Some(i) => (i.written.clone(), i.refresh.clone()),
                     None => continue,
                 }
@@ -849,7 +856,7 @@ impl Inner {
     }
 
     fn on_live_change(&self, app_name: &str) {
-        let keys: Vec<String> = {
+        let keys: Vec<Arc<str>> = {
             let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
             index
                 .by_name

@@ -36,13 +36,17 @@ enum Kind {
     Project,
 }
 
-/// Live objects of one kind, by `(namespace, name)`, packed ([`Packed`]) without their
-/// status and managed fields (what ingestion reads is kept; a parsed document of every
-/// Application, status and all, would take several times the memory).
+/// The live objects of one kind, by `(namespace, name)`. An object's content is kept only
+/// until it has been handled (packed, [`Packed`], without its status and managed fields):
+/// objects seen before every namespace was listed, and those of a list in progress. Once
+/// handled, the store holds what ingestion needs, and the name alone is kept.
 struct Mirror {
     kind: Kind,
     namespaces: BTreeSet<String>,
-    objects: BTreeMap<(String, String), Packed>,
+    /// Every live object.
+    objects: BTreeSet<(String, String)>,
+    /// Live objects not handled yet.
+    unhandled: BTreeMap<(String, String), Packed>,
     /// Namespaces listed at least once since this mirror started.
     listed: BTreeSet<String>,
     /// Objects of a list in progress, per namespace.
@@ -93,7 +97,8 @@ async fn run(ctx: Ctx, client: kube::Client, kind: Kind, cancel: CancellationTok
     let mut mirror = Mirror {
         kind,
         namespaces: namespaces.iter().cloned().collect(),
-        objects: BTreeMap::new(),
+        objects: BTreeSet::new(),
+        unhandled: BTreeMap::new(),
         listed: BTreeSet::new(),
         listing: BTreeMap::new(),
     };
@@ -180,9 +185,11 @@ impl Mirror {
             }
             Event::InitDone => {
                 let listed = self.listing.remove(ns).unwrap_or_default();
-                self.objects.retain(|(n, _), _| n != ns);
+                self.objects.retain(|(n, _)| n != ns);
+                self.unhandled.retain(|(n, _), _| n != ns);
                 for (name, v) in listed {
-                    self.objects.insert((ns.to_string(), name), v);
+                    self.objects.insert((ns.to_string(), name.clone()));
+                    self.unhandled.insert((ns.to_string(), name), v);
                 }
                 self.listed.insert(ns.to_string());
                 if self.ready() {
@@ -193,11 +200,14 @@ impl Mirror {
             }
             Event::Apply(obj) => {
                 let v = object_value(&obj);
-                let name = name_of(&v);
-                self.objects.insert((ns.to_string(), name), kept(v.clone()));
+                let key = (ns.to_string(), name_of(&v));
+                self.objects.insert(key.clone());
                 if !self.ready() {
+                    self.unhandled.insert(key, kept(v));
                     return Ok(());
                 }
+                // Handled now: an older unhandled copy must not be applied after it.
+                self.unhandled.remove(&key);
                 let commands = self.upsert(ctx, client, ns, &v, batch).await?;
                 batch.extend(commands);
                 Ok(())
@@ -205,7 +215,9 @@ impl Mirror {
             Event::Delete(obj) => {
                 let v = object_value(&obj);
                 let name = name_of(&v);
-                self.objects.remove(&(ns.to_string(), name.clone()));
+                let key = (ns.to_string(), name.clone());
+                self.objects.remove(&key);
+                self.unhandled.remove(&key);
                 if !self.ready() {
                     return Ok(());
                 }
@@ -248,7 +260,7 @@ impl Mirror {
             }
             Kind::Project => {
                 // Another namespace may still define a project of that name.
-                let elsewhere = self.objects.keys().any(|(_, n)| n == name);
+                let elsewhere = self.objects.iter().any(|(_, n)| n == name);
                 if !elsewhere && reader.project(name)?.is_some() {
                     vec![Command::DeleteProject {
                         name: name.to_string(),
@@ -260,20 +272,22 @@ impl Mirror {
         })
     }
 
-    /// Make the store match every live object and delete what no longer exists.
-    async fn reconcile_all(&self, ctx: &Ctx, client: &kube::Client) -> Result<(), IngestError> {
+    /// Make the store match every live object not handled yet, and delete what no longer
+    /// exists.
+    async fn reconcile_all(&mut self, ctx: &Ctx, client: &kube::Client) -> Result<(), IngestError> {
         let mut commands = Vec::new();
-        for ((ns, _), packed) in &self.objects {
+        for ((ns, _), packed) in &self.unhandled {
             let v = packed.value().unwrap_or(Value::Null);
             let more = self.upsert(ctx, client, ns, &v, &mut commands).await?;
             commands.extend(more);
         }
+        let handled = self.unhandled.len();
         let reader = ctx.store.local();
         match self.kind {
             Kind::App => {
                 let live: BTreeSet<String> = self
                     .objects
-                    .keys()
+                    .iter()
                     .map(|(ns, name)| app_key(ns, name))
                     .collect();
                 for r in reader.apps()? {
@@ -284,7 +298,7 @@ impl Mirror {
                 }
             }
             Kind::Project => {
-                let live: BTreeSet<&str> = self.objects.keys().map(|(_, n)| n.as_str()).collect();
+                let live: BTreeSet<&str> = self.objects.iter().map(|(_, n)| n.as_str()).collect();
                 for p in reader.projects()? {
                     if !live.contains(p.name.as_str()) {
                         commands.push(Command::DeleteProject { name: p.name });
@@ -292,9 +306,13 @@ impl Mirror {
                 }
             }
         }
-        tracing::info!(kind = ?self.kind, objects = self.objects.len(), changes = commands.len(),
+        tracing::info!(kind = ?self.kind, objects = self.objects.len(), handled,
+            changes = commands.len(),
             "reconciled the store with the management cluster");
-        propose_all(&ctx.store, commands).await
+        propose_all(&ctx.store, commands).await?;
+        // Kept until now so that a failure leaves them for the next list of any namespace.
+        self.unhandled.clear();
+        Ok(())
     }
 }
 

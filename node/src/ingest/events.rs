@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use flotilla_raft::{ChangeEvent, Command, Store};
 
 use super::{origin, origin_of, stored_value, Ctx};
+use crate::intern::intern;
 use crate::status::{AppStatus, OperationRequest};
 use crate::sync::result::OperationResult;
 
@@ -48,10 +49,11 @@ pub struct AppEvent {
     pub message: String,
 }
 
-/// Sync and health status last seen per app, to tell what changed.
+/// Sync and health status last seen per app, to tell what changed. The leader holds one
+/// entry per app; the few distinct status words are shared ([`intern`]).
 #[derive(Debug, Default)]
 pub struct Transitions {
-    seen: HashMap<String, (String, String)>,
+    seen: HashMap<Box<str>, (Arc<str>, Arc<str>)>,
 }
 
 impl Transitions {
@@ -63,8 +65,10 @@ impl Transitions {
             for r in apps {
                 if let Ok(Some(s)) = reader.status(&r.app) {
                     if let Some(st) = parse_status(&s.status.to_value().unwrap_or(Value::Null)) {
-                        t.seen
-                            .insert(r.app, (st.sync.status.clone(), st.health.status.clone()));
+                        t.seen.insert(
+                            r.app.into(),
+                            (intern(&st.sync.status), intern(&st.health.status)),
+                        );
                     }
                 }
             }
@@ -127,15 +131,15 @@ impl Transitions {
                 let Some(st) = parse_status(&status.to_value().unwrap_or(Value::Null)) else {
                     return Vec::new();
                 };
-                let now = (st.sync.status.clone(), st.health.status.clone());
-                let before = self.seen.insert(app.clone(), now.clone());
-                let (old_sync, old_health) = before.unwrap_or_else(|| ("".into(), "".into()));
+                let now = (intern(&st.sync.status), intern(&st.health.status));
+                let before = self.seen.insert(app.as_str().into(), now.clone());
+                let (old_sync, old_health) = before.unwrap_or_else(|| (intern(""), intern("")));
                 let mut out = Vec::new();
                 for (what, old, new) in
                     [("sync", &old_sync, &now.0), ("health", &old_health, &now.1)]
                 {
                     if old != new && !new.is_empty() {
-                        let old = if old.is_empty() { "Unknown" } else { old };
+                        let old: &str = if old.is_empty() { "Unknown" } else { old };
                         out.push(AppEvent {
                             app: app.clone(),
                             kind: "Normal",
@@ -147,7 +151,7 @@ impl Transitions {
                 out
             }
             Command::DeleteApp { app } => {
-                self.seen.remove(app);
+                self.seen.remove(app.as_str());
                 Vec::new()
             }
             _ => Vec::new(),

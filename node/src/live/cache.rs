@@ -13,6 +13,7 @@
 use super::{GroupKinds, Tracking, INSTANCE_LABEL};
 use crate::clusters::{discovery::Kind, Cluster, ClusterError, ConnectionStatus};
 use crate::diff::ResourceKey;
+use crate::packed::Packed;
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -123,19 +124,20 @@ impl ChangeReceiver {
     }
 }
 
-/// A cached object, kept as its compact JSON text: a parsed `Value` tree takes several
-/// times the memory of the text, and every node caches the managed objects of every app on
-/// the clusters it watches. Readers parse the few objects they ask for.
+/// A cached object, kept packed ([`Packed`]: compact JSON, deflated): a parsed `Value` tree
+/// takes several times the memory of the text, and every node caches the managed objects
+/// of every app on the clusters it watches. Readers inflate and parse the few objects they
+/// ask for. Equal objects pack to equal bytes, so a relist compares them as they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stored(Box<str>);
+struct Stored(Packed);
 
 impl Stored {
     fn of(v: &Value) -> Self {
-        Self(v.to_string().into_boxed_str())
+        Self(Packed::of(v))
     }
 
     fn value(&self) -> Option<Value> {
-        serde_json::from_str(&self.0).ok()
+        self.0.value()
     }
 }
 
@@ -391,17 +393,24 @@ async fn run_watch(
             let app = tracking.owner(&v)?;
             Some((Key::of(&ResourceKey::of(&v)), app, Stored::of(&v)))
         };
+        // Objects of a relist are packed before the cache is locked; they go in at its end.
+        if let Event::InitApply(obj) = &event {
+            if let (Some(buf), Some((k, app, v))) = (relist.as_mut(), managed(obj)) {
+                buf.insert(k, (app, v));
+            }
+            continue;
+        }
+        let applied = match &event {
+            Event::Apply(obj) => Some(managed(obj).ok_or_else(|| to_value(obj, &kind))),
+            _ => None,
+        };
         let mut announce = Vec::new();
         {
             let mut all = store.write().unwrap_or_else(|p| p.into_inner());
             let objects = all.entry(name.clone()).or_default();
             match event {
                 Event::Init => relist = Some(HashMap::new()),
-                Event::InitApply(obj) => {
-                    if let (Some(buf), Some((k, app, v))) = (relist.as_mut(), managed(&obj)) {
-                        buf.insert(k, (app, v));
-                    }
-                }
+                Event::InitApply(_) => {}
                 Event::InitDone => {
                     let fresh = relist.take().unwrap_or_default();
                     let old: Vec<Key> = objects
@@ -434,8 +443,8 @@ async fn run_watch(
                     objects.objects.shrink_to_fit();
                     objects.ready.insert(gk.clone());
                 }
-                Event::Apply(obj) => {
-                    if let Some((k, app, v)) = managed(&obj) {
+                Event::Apply(_) => match applied {
+                    Some(Ok((k, app, v))) => {
                         // The tracking mark may have moved: the previous app changed too.
                         if let Some(before) = objects.put(k.clone(), &app, v) {
                             if *before != *app {
@@ -443,14 +452,16 @@ async fn run_watch(
                             }
                         }
                         announce.push((app, k.resource()));
-                    } else if let Some(v) = to_value(&obj, &kind) {
+                    }
+                    Some(Err(Some(v))) => {
                         // The object lost its tracking mark: it is no longer managed.
                         let k = ResourceKey::of(&v);
                         if let Some(app) = objects.remove(&Key::of(&k)) {
                             announce.push((app.to_string(), k));
                         }
                     }
-                }
+                    _ => {}
+                },
                 Event::Delete(obj) => {
                     if let Some(v) = to_value(&obj, &kind) {
                         let k = ResourceKey::of(&v);
