@@ -193,6 +193,28 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// sled's segment size for a new database. sled stores a write larger than a quarter
+/// segment as a separate blob file (create, write and sync per write), so a segment must be
+/// large enough for batched entries (deflated, a full batch of statuses takes a few hundred
+/// KB) to stay inline; and sled's write buffer is one segment, held for as long as the
+/// segment is being filled, so it must not be larger than that.
+const SEGMENT_BYTES: usize = 2 << 20;
+
+/// The segment size to open the database in `dir` with: the one it was created with (sled
+/// refuses any other; it is on the first line of sled's `conf` file, which databases created
+/// with 8 MiB segments have), or [`SEGMENT_BYTES`] for a new one.
+fn segment_size(dir: &std::path::Path) -> usize {
+    std::fs::read(dir.join("conf"))
+        .ok()
+        .and_then(|conf| {
+            conf.split(|b| *b == b'\n').find_map(|line| {
+                let line = std::str::from_utf8(line).ok()?;
+                line.strip_prefix("segment_size: ")?.trim().parse().ok()
+            })
+        })
+        .unwrap_or(SEGMENT_BYTES)
+}
+
 fn storage_err(cfg: &StoreConfig, e: impl std::fmt::Display) -> StoreError {
     StoreError::Storage {
         path: cfg.data_dir.display().to_string(),
@@ -219,13 +241,12 @@ impl Store {
             ));
         }
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| storage_err(&cfg, e))?;
+        let sled_dir = cfg.data_dir.join("sled");
         let db = sled::Config::new()
-            .path(cfg.data_dir.join("sled"))
             .cache_capacity(cfg.cache_bytes)
             .mode(sled::Mode::HighThroughput)
-            // sled stores any write larger than a quarter segment as a separate blob file
-            // (create + write + sync per write); large segments keep batched entries inline.
-            .segment_size(8 << 20)
+            .segment_size(segment_size(&sled_dir))
+            .path(sled_dir)
             .open()
             .map_err(|e| storage_err(&cfg, e))?;
         let (changes, _) = broadcast::channel(cfg.change_buffer.max(1));
@@ -891,5 +912,49 @@ where
             }
             Err(s) => last = format!("{addr}: {}", s.message()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_keeps_the_segment_size_it_was_created_with() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fresh = dir.path().join("fresh");
+        assert_eq!(segment_size(&fresh), SEGMENT_BYTES);
+        let fresh_db = sled::Config::new()
+            .segment_size(segment_size(&fresh))
+            .path(&fresh)
+            .open()
+            .expect("new database");
+        fresh_db.flush().expect("flush");
+        drop(fresh_db);
+        assert_eq!(segment_size(&fresh), SEGMENT_BYTES);
+
+        // A database created with another size (as older versions did, with 8 MiB) opens
+        // with that size; sled refuses a different one.
+        let old = dir.path().join("old");
+        let db = sled::Config::new()
+            .segment_size(8 << 20)
+            .path(&old)
+            .open()
+            .expect("old database");
+        db.insert(b"k", b"v".as_slice()).expect("insert");
+        db.flush().expect("flush");
+        drop(db);
+        assert_eq!(segment_size(&old), 8 << 20);
+        assert!(sled::Config::new()
+            .segment_size(SEGMENT_BYTES)
+            .path(&old)
+            .open()
+            .is_err());
+        let db = sled::Config::new()
+            .segment_size(segment_size(&old))
+            .path(&old)
+            .open()
+            .expect("reopened with its own size");
+        assert_eq!(db.get(b"k").expect("get").as_deref(), Some(&b"v"[..]));
     }
 }
