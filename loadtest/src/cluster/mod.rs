@@ -3,7 +3,8 @@
 //! [`launcher::LocalCluster`] starts, signals and kills node processes; [`logs`] reads their
 //! JSON logs (sync intervals, overlapping syncs of one app); [`setup`] installs
 //! the CRDs, namespaces, cluster Secrets and `Application` resources with server-side apply;
-//! [`kube_client`] opens a client from a kubeconfig file (as the simulated clusters write).
+//! [`kube_client`] opens a client from a kubeconfig file (as the simulated clusters write),
+//! [`kube_config`] reads its configuration.
 
 pub mod launcher;
 pub mod logs;
@@ -42,6 +43,15 @@ pub enum ClientError {
 
 /// A kube client for the kubeconfig file at `path` (its current context).
 pub async fn kube_client(path: &Path) -> Result<kube::Client, ClientError> {
+    let config = kube_config(path).await?;
+    kube::Client::try_from(config).map_err(|source| ClientError::Client {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The client configuration of the kubeconfig file at `path` (its current context).
+pub async fn kube_config(path: &Path) -> Result<kube::Config, ClientError> {
     let text = std::fs::read_to_string(path).map_err(|source| ClientError::Read {
         path: path.to_path_buf(),
         source,
@@ -51,11 +61,7 @@ pub async fn kube_client(path: &Path) -> Result<kube::Client, ClientError> {
         source: e,
     };
     let kc = kube::config::Kubeconfig::from_yaml(&text).map_err(|e| config_err(Box::new(e)))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
-        .map_err(|e| config_err(Box::new(e)))?;
-    kube::Client::try_from(config).map_err(|source| ClientError::Client {
-        path: path.to_path_buf(),
-        source,
-    })
+        .map_err(|e| config_err(Box::new(e)))
 }

@@ -50,17 +50,22 @@ impl Parts {
 }
 
 /// The management cluster's client: from `--kubeconfig`, else in-cluster when running in a
-/// pod, else none.
+/// pod, else none. It has the connection pool of the destination clusters' clients
+/// ([`crate::clusters::http`]): the leader's status writes and events open many connections
+/// to it in a burst, and its watches of `Application`s read large lists.
 async fn management(cfg: &NodeConfig) -> anyhow::Result<Option<kube::Client>> {
-    if let Some(path) = &cfg.controller.kubeconfig {
-        return Ok(Some(crate::dev::kube_client(path).await?));
-    }
-    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-        let config = kube::Config::incluster().context("in-cluster Kubernetes configuration")?;
-        return Ok(Some(kube::Client::try_from(config)?));
-    }
-    tracing::warn!("no management cluster (--kubeconfig, or in-cluster): Applications come only from --apps-dir and the API");
-    Ok(None)
+    let config = if let Some(path) = &cfg.controller.kubeconfig {
+        flotilla_loadtest::cluster::kube_config(path).await?
+    } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        kube::Config::incluster().context("in-cluster Kubernetes configuration")?
+    } else {
+        tracing::warn!("no management cluster (--kubeconfig, or in-cluster): Applications come only from --apps-dir and the API");
+        return Ok(None);
+    };
+    let server = config.cluster_url.to_string();
+    let client = crate::clusters::http::client(config, &server)
+        .with_context(|| format!("the management cluster's client ({server})"))?;
+    Ok(Some(client))
 }
 
 pub(super) async fn start(
