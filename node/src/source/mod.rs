@@ -475,21 +475,35 @@ fn open(path: &Path, url: &str) -> Result<git2::Repository, SourceError> {
 /// rescans packs when an object is missing, so a handle sees later fetches.
 const OPEN_PER_THREAD: usize = 64;
 
+/// How long a thread keeps a mirror open before opening it again. Each handle has its own
+/// libgit2 object cache, which keeps every small tree and commit read through it (up to
+/// libgit2's global limit of 256 MB): a handle kept for the life of a blocking thread that
+/// serves reconciliations of thousands of apps grew by megabytes a minute. Opening again
+/// now and then starts an empty cache, at the cost of one open per thread and repository.
+const OPEN_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A mirror opened on this thread, and when.
+type Opened = (std::time::Instant, std::rc::Rc<git2::Repository>);
+
 thread_local! {
-    static OPEN: std::cell::RefCell<HashMap<PathBuf, std::rc::Rc<git2::Repository>>> =
+    static OPEN: std::cell::RefCell<HashMap<PathBuf, Opened>> =
         std::cell::RefCell::new(HashMap::new());
 }
 
 fn open_cached(path: &Path, url: &str) -> Result<std::rc::Rc<git2::Repository>, SourceError> {
     OPEN.with_borrow_mut(|map| {
-        if let Some(r) = map.get(path) {
-            return Ok(r.clone());
+        let now = std::time::Instant::now();
+        if let Some((at, r)) = map.get(path) {
+            if now.duration_since(*at) < OPEN_FOR {
+                return Ok(r.clone());
+            }
         }
         let repo = std::rc::Rc::new(open(path, url)?);
+        map.retain(|_, (at, _)| now.duration_since(*at) < OPEN_FOR);
         if map.len() >= OPEN_PER_THREAD {
             map.clear();
         }
-        map.insert(path.to_path_buf(), repo.clone());
+        map.insert(path.to_path_buf(), (now, repo.clone()));
         Ok(repo)
     })
 }
