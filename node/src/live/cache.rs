@@ -124,23 +124,6 @@ impl ChangeReceiver {
     }
 }
 
-/// A cached object, kept packed ([`Packed`]: compact JSON, deflated): a parsed `Value` tree
-/// takes several times the memory of the text, and every node caches the managed objects
-/// of every app on the clusters it watches. Readers inflate and parse the few objects they
-/// ask for. Equal objects pack to equal bytes, so a relist compares them as they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stored(Packed);
-
-impl Stored {
-    fn of(v: &Value) -> Self {
-        Self(Packed::of(v))
-    }
-
-    fn value(&self) -> Option<Value> {
-        self.0.value()
-    }
-}
-
 /// A managed object's identity in one shared string: group, kind, namespace and name
 /// joined by NUL, which none of them contains. One allocation serves both maps of a
 /// [`ClusterObjects`], where a [`ResourceKey`] takes four strings per copy.
@@ -173,10 +156,14 @@ impl Key {
     }
 }
 
-/// A cached object and the app that manages it (one shared name per app).
+/// A cached object and the app that manages it (one shared name per app). The object is
+/// kept packed (compact JSON, deflated): a parsed `Value` tree takes several times the
+/// memory of the text, and every node caches the managed objects of every app on the
+/// clusters it watches. Readers inflate and parse the few objects they ask for; equal
+/// objects pack to equal bytes, so a relist compares them as they are.
 struct Entry {
     app: Arc<str>,
-    obj: Stored,
+    obj: Packed,
 }
 
 #[derive(Default)]
@@ -205,7 +192,7 @@ impl ClusterObjects {
     }
 
     /// Store an object; returns the app that managed it before, if any.
-    fn put(&mut self, key: Key, app: &str, obj: Stored) -> Option<Arc<str>> {
+    fn put(&mut self, key: Key, app: &str, obj: Packed) -> Option<Arc<str>> {
         let before = self.remove(&key);
         let app = match self.by_app.get_key_value(app) {
             Some((shared, _)) => shared.clone(),
@@ -370,7 +357,7 @@ async fn run_watch(
     let gk = (kind.resource.group.clone(), kind.resource.kind.clone());
     let name = cluster.name().to_string();
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut relist: Option<HashMap<Key, (String, Stored)>> = None;
+    let mut relist: Option<HashMap<Key, (String, Packed)>> = None;
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -391,7 +378,7 @@ async fn run_watch(
         let managed = |obj: &kube::api::DynamicObject| {
             let v = to_value(obj, &kind)?;
             let app = tracking.owner(&v)?;
-            Some((Key::of(&ResourceKey::of(&v)), app, Stored::of(&v)))
+            Some((Key::of(&ResourceKey::of(&v)), app, Packed::of(&v)))
         };
         // Objects of a relist are packed before the cache is locked; they go in at its end.
         if let Event::InitApply(obj) = &event {
